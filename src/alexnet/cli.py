@@ -1,0 +1,55 @@
+"""The `alexnet` command: one verb per job, each implemented in `alexnet.commands.<module>`.
+
+Verb modules are imported only when their verb runs (or for `--help` of that verb), so the
+top-level help answers without importing torch. A verb module exposes
+`add_arguments(parser: argparse.ArgumentParser) -> None` and `run(args: argparse.Namespace) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from alexnet import __version__
+
+# verb -> (module under alexnet.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list-models": ("models", "list the registered model names"),
+}
+
+
+def _load(verb: str):  # noqa: ANN202 - a module object
+    module_name, _ = COMMANDS[verb]
+    return importlib.import_module(f"alexnet.commands.{module_name}")
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only `verb`'s module is imported to fill its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="alexnet",
+        description="AlexNet (Krizhevsky et al., 2012): prepare, train, evaluate, predict, export.",
+    )
+    parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (_, help_text) in COMMANDS.items():
+        verb_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == verb:
+            _load(name).add_arguments(verb_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    return int(_load(args.verb).run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

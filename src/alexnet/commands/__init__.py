@@ -1,0 +1,1 @@
+"""One module per `alexnet` verb (see `alexnet.cli.COMMANDS`)."""
