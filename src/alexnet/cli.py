@@ -17,6 +17,10 @@ from alexnet import __version__
 # verb -> (module under alexnet.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "list-models": ("models", "list the registered model names"),
+    "predict": ("predict", "top-k classes of image files with trained weights"),
+    "embed": ("embed", "fc7 features of image files, saved as .npy"),
+    "export": ("export", "export weights to onnx, safetensors, torchscript or torchvision"),
+    "release": ("release", "strip a checkpoint to a weights file named by content hash"),
 }
 
 
