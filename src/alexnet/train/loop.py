@@ -1,0 +1,288 @@
+"""The training loop: plain SGD steps, per-epoch validation, checkpoints that resume exactly.
+
+Exact resume rests on three things: the loader's batches are a pure function of (seed, epoch,
+index), so `loader.epoch(e, start_batch=b)` replays the rest of an epoch; the checkpoint holds
+every RNG state (dropout draws from torch's); and the counters (epoch, step, batch_in_epoch)
+and the running train sums are saved with the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.eval.metrics import Meter
+from alexnet.runtime import autocast, memory_format
+from alexnet.train import checkpoint as ckpt_io
+from alexnet.train.config import TrainConfig, config_to_dict
+from alexnet.train.distributed import DistContext, all_reduce_mean
+from alexnet.train.metrics_log import RunLog
+from alexnet.train.optim import LRSchedule, make_optimizer
+
+
+class BatchSource(Protocol):
+    """What the loop needs from a loader (alexnet.data.loader's contract)."""
+
+    def __len__(self) -> int: ...
+    def epoch(
+        self, epoch: int, start_batch: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Progress:
+    """Counters saved with every checkpoint."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    step: int = 0  # optimizer steps taken in all
+    batch_in_epoch: int = 0  # batches of `epoch` already trained on
+    best_metric: float = float("inf")  # best val top-1 error (train's without a val split)
+    train_sums: list[float] = field(default_factory=list)  # Meter sums of the partial epoch
+
+
+class Trainer:
+    """Owns the model, optimizer, schedule and logs of one run; `fit` trains it."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: nn.Module,
+        train_loader: BatchSource,
+        val_loader: BatchSource | None,
+        *,
+        preprocess: dict[str, Any],
+        run_dir: Path,
+        device: torch.device,
+        precision: str,
+        ctx: DistContext | None = None,
+    ) -> None:
+        self.config, self.model, self.device, self.precision = config, model, device, precision
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.preprocess, self.run_dir = preprocess, Path(run_dir)
+        self.ctx = ctx or DistContext()
+        self.core = model.module if hasattr(model, "module") else model  # under DDP
+        self.num_classes = int(self.core.num_classes)
+        self.optimizer = make_optimizer(model.parameters(), config)
+        self.schedule = LRSchedule(self.optimizer, config)
+        self.progress = Progress()
+        self.log: RunLog | None = None
+        self.memory_format = memory_format(device, precision)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The checkpoint dict (docs/architecture.md)."""
+        core = self.core
+        weights = core.grouped_state_dict() if hasattr(core, "grouped_state_dict") else None
+        return {
+            "model": weights if weights is not None else core.state_dict(),
+            "model_name": core.model_name,
+            "model_options": dict(core.model_options),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": {},  # bf16 needs no loss scaling; kept for the format
+            "epoch": self.progress.epoch,
+            "step": self.progress.step,
+            "batch_in_epoch": self.progress.batch_in_epoch,
+            "train_sums": list(self.progress.train_sums),
+            "rng": ckpt_io.rng_state(),
+            "best_metric": self.progress.best_metric,
+            "config": config_to_dict(self.config),
+            "preprocess": self.preprocess,
+        }
+
+    def load_state(self, ckpt: dict[str, Any], lr: float | None = None) -> None:
+        """Continue from `ckpt`; `lr` (given on the command line) replaces the saved lr."""
+        if hasattr(self.core, "load_grouped_state_dict"):
+            self.core.load_grouped_state_dict(ckpt["model"])
+        else:
+            self.core.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        if lr is not None:
+            self.schedule.set_lr(lr)
+        self.progress = Progress(
+            epoch=int(ckpt["epoch"]),
+            step=int(ckpt["step"]),
+            batch_in_epoch=int(ckpt["batch_in_epoch"]),
+            best_metric=float(ckpt["best_metric"]),
+            train_sums=[float(v) for v in ckpt.get("train_sums", [])] if self.ctx.is_main else [],
+        )
+        ckpt_io.set_rng_state(ckpt["rng"])
+
+    def save(self, best: bool = False) -> None:
+        """checkpoints/last.pt (and best.pt), rank 0 only, atomically."""
+        if not self.ctx.is_main:
+            return
+        state = self.state()
+        ckpt_io.save_atomic(state, self.run_dir / "checkpoints" / "last.pt")
+        if best:
+            ckpt_io.save_atomic(state, self.run_dir / "checkpoints" / "best.pt")
+
+    # -- one pass ----------------------------------------------------------------------------
+    def _forward_loss(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        labels = labels.to(self.device, non_blocking=True)
+        with autocast(self.device, self.precision):
+            logits = self.model(images)
+        return logits, F.cross_entropy(logits.float(), labels)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One SGD step; returns the logits and the loss averaged over ranks."""
+        logits, loss = self._forward_loss(images, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # averaged over ranks so that every rank sees the same value and stops together on NaN
+        mean_loss = float(all_reduce_mean(loss.detach(), self.ctx))
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(
+                f"loss became {mean_loss} at step {self.progress.step + 1} (epoch "
+                f"{self.progress.epoch + 1}); the update was not applied and the last good "
+                f"checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}. Lower --lr or check "
+                f"the data."
+            )
+        self.optimizer.step()
+        return logits, mean_loss
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any] | None:
+        """Loss and top-1/top-5 over the val split, every sample counted once over ranks."""
+        if self.val_loader is None:
+            return None
+        self.model.eval()
+        meter = Meter(self.num_classes)
+        for images, labels in self.val_loader.epoch(0):
+            logits, loss = self._forward_loss(images, labels)
+            meter.update(logits, labels, float(loss) * labels.numel())
+        meter.all_reduce()
+        return meter.result()
+
+    # -- the run -----------------------------------------------------------------------------
+    def fit(self, resume_step: int | None = None) -> dict[str, Any]:
+        """Train to `config.epochs` (or `max_steps`); returns the last epoch's record."""
+        self.log = RunLog(self.run_dir if self.ctx.is_main else None, resume_step)
+        record: dict[str, Any] = {}
+        self._t0 = time.perf_counter()
+        try:
+            while self.progress.epoch < self.config.epochs and not self._steps_done():
+                record = self._train_epoch() or record
+        finally:
+            self.log.close()
+        return record
+
+    def _steps_done(self) -> bool:
+        return 0 < self.config.max_steps <= self.progress.step
+
+    def _train_epoch(self) -> dict[str, Any] | None:
+        """Run (the rest of) one epoch; the epoch record, or None if max_steps cut it short."""
+        cfg, prog = self.config, self.progress
+        self.model.train()
+        meter = Meter(self.num_classes)
+        if prog.train_sums:
+            meter.load_sums(torch.tensor(prog.train_sums, dtype=torch.float64))
+        bar = self._bar(prog.batch_in_epoch)
+        start = time.perf_counter()
+        seen, stuck, ln_c = 0, 0, math.log(self.num_classes)
+        for images, labels in self.train_loader.epoch(prog.epoch, start_batch=prog.batch_in_epoch):
+            logits, loss = self.train_step(images, labels)
+            meter.update(logits, labels, loss * labels.numel())
+            prog.step += 1
+            prog.batch_in_epoch += 1
+            seen += labels.numel() * self.ctx.world_size
+            img_per_s = seen / max(time.perf_counter() - start, 1e-9)
+            stuck = stuck + 1 if abs(loss - ln_c) < 0.02 * ln_c else 0
+            if stuck == cfg.stuck_steps and self.ctx.is_main:
+                print(
+                    f"warning: the loss has stayed at ln({self.num_classes}) = {ln_c:.2f} for "
+                    f"{stuck} steps (step {prog.step}): a dead start (reference section 1); "
+                    "try a smaller init std, bias 0.1 instead of 1, or another --lr",
+                    file=sys.stderr,
+                )
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{img_per_s:.0f}", refresh=False)
+            if cfg.log_every and prog.step % cfg.log_every == 0:
+                self.log.step(
+                    epoch=prog.epoch, step=prog.step, loss=loss, lr=self.schedule.lr,
+                    img_per_s=img_per_s,
+                )  # fmt: skip
+            if self._steps_done() or (cfg.ckpt_every and prog.step % cfg.ckpt_every == 0):
+                prog.train_sums = self._reduced_sums(meter)
+                self.save()
+            if self._steps_done():
+                break
+        if bar is not None:
+            bar.close()
+        if self._steps_done() and prog.batch_in_epoch < len(self.train_loader):
+            return None
+        return self._end_epoch(meter, img_per_s=seen / max(time.perf_counter() - start, 1e-9))
+
+    def _end_epoch(self, meter: Meter, img_per_s: float) -> dict[str, Any]:
+        """Validate, step the schedule, log the epoch line, checkpoint last (and best)."""
+        prog = self.progress
+        meter.all_reduce()
+        train, val = meter.result(), self.validate()
+        lr_used = self.schedule.lr
+        metric = (val or train)["top1_err"]
+        self.schedule.step(prog.epoch, None if val is None else val["top1_err"])
+        record = {
+            "epoch": prog.epoch + 1,
+            "step": prog.step,
+            "train_loss": train["loss"],
+            "train_top1_err": train["top1_err"],
+            "train_top5_err": train["top5_err"],
+            "val_loss": val and val["loss"],
+            "val_top1_err": val and val["top1_err"],
+            "val_top5_err": val and val["top5_err"],
+            "lr": lr_used,
+            "img_per_s": img_per_s,
+            "seconds": time.perf_counter() - self._t0,
+        }
+        self.log.epoch(**record)
+        prog.epoch, prog.batch_in_epoch, prog.train_sums = prog.epoch + 1, 0, []
+        is_best = metric < prog.best_metric
+        prog.best_metric = min(prog.best_metric, metric)
+        self.save(best=is_best)
+        if self.ctx.is_main and not self.config.quiet:
+            val_text = "" if val is None else f" val top-1 err {val['top1_err']:.4f}"
+            print(
+                f"epoch {prog.epoch}/{self.config.epochs}: train loss {train['loss']:.4f} "
+                f"top-1 err {train['top1_err']:.4f}{val_text} lr {lr_used:g}",
+                flush=True,
+            )
+        return record
+
+    def _reduced_sums(self, meter: Meter) -> list[float]:
+        """The train sums of all ranks so far (saved by rank 0; others restart from zero)."""
+        copy = Meter(self.num_classes)
+        copy.load_sums(meter.all_sums())
+        copy.all_reduce()
+        return copy.all_sums().tolist()
+
+    def _bar(self, done: int):  # -> a tqdm bar, or None when quiet
+        if self.config.quiet or not self.ctx.is_main:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=len(self.train_loader),
+            initial=done,
+            desc=f"epoch {self.progress.epoch + 1}/{self.config.epochs}",
+            unit="batch",
+            dynamic_ncols=True,
+            leave=False,
+        )

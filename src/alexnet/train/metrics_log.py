@@ -1,0 +1,81 @@
+"""RUN_DIR/metrics.jsonl (format in docs/architecture.md) and TensorBoard events.
+
+Only rank 0 holds an enabled log. On resume, lines written after the checkpoint being resumed
+are dropped first, so the file reads as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+STEP_KEYS = ("epoch", "step", "loss", "lr", "img_per_s")
+EPOCH_KEYS = (
+    "epoch", "step", "train_loss", "train_top1_err", "train_top5_err", "val_loss",
+    "val_top1_err", "val_top5_err", "lr", "img_per_s", "seconds",
+)  # fmt: skip
+
+
+class RunLog:
+    """Append-only metrics of one run; a no-op when `run_dir` is None (ranks other than 0)."""
+
+    def __init__(self, run_dir: Path | None, resume_step: int | None = None) -> None:
+        self.path = None if run_dir is None else Path(run_dir) / "metrics.jsonl"
+        self.writer = None
+        if self.path is None:
+            return
+        if resume_step is not None and self.path.exists():
+            truncate_after(self.path, resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def step(self, **values: Any) -> None:
+        """A step line: epoch, step, loss, lr, img_per_s."""
+        self._write({"kind": "step", **{k: values[k] for k in STEP_KEYS}})
+        if self.writer is not None:
+            self.writer.add_scalar("train/step_loss", values["loss"], values["step"])
+            self.writer.add_scalar("train/lr", values["lr"], values["step"])
+
+    def epoch(self, **values: Any) -> None:
+        """An epoch line with the keys in EPOCH_KEYS (val_* are None without a val split)."""
+        self._write({"kind": "epoch", **{k: values.get(k) for k in EPOCH_KEYS}})
+        if self.writer is not None:
+            for key in EPOCH_KEYS[2:]:
+                if values.get(key) is not None:
+                    self.writer.add_scalar(f"epoch/{key}", values[key], values["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Keep only the lines of `path` whose step is at most `step` (atomic rewrite)."""
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl (a run dir or the file)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,90 @@
+"""SGD and the learning-rate schedules (paper section 5, and Caffe's step schedule).
+
+Section 5: SGD, momentum 0.9, weight decay 0.0005 on every weight, lr 0.01 for all layers,
+divided by 10 whenever the validation error stopped improving, three times in all. The paper
+does not say how long "stopped improving" is; `patience` epochs without a new best validation
+top-1 error (default 3) is this project's reading. Caffe's bvlc_alexnet instead divides by 10
+every 100,000 iterations (about 20 epochs at batch 256): the `step` schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from alexnet.train.config import TrainConfig
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.SGD:
+    """Section 5's SGD: v <- 0.9 v - 5e-4 lr w - lr grad (PyTorch folds lr into v equivalently)."""
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+class LRSchedule:
+    """Per-epoch learning rate: plateau (the paper), step (Caffe) or constant.
+
+    `step(epoch, val_err)` is called once at the end of each epoch and sets the optimizer's lr
+    for the next epoch. `set_lr` changes the current lr by hand (e.g. on resume, as the authors
+    did when they watched the validation error); later decisions continue from it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
+        self.optimizer = optimizer
+        self.kind = config.schedule
+        self.factor = config.lr_factor
+        self.patience = config.patience
+        self.max_drops = config.max_drops
+        self.step_epochs = config.step_epochs
+        self.lr = config.lr
+        self.best = float("inf")
+        self.bad_epochs = 0
+        self.drops = 0
+        self._apply()
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+
+    def set_lr(self, lr: float) -> None:
+        """Override the current learning rate (the manual change on resume)."""
+        if lr <= 0:
+            raise ValueError(f"learning rate must be > 0, got {lr}")
+        self.lr = lr
+        self.bad_epochs = 0
+        self._apply()
+
+    def step(self, epoch: int, val_err: float | None) -> float:
+        """End of `epoch` (0-based) with validation top-1 error `val_err`: the next epoch's lr."""
+        if self.kind == "step" and (epoch + 1) % self.step_epochs == 0:
+            self.lr *= self.factor
+        elif self.kind == "plateau" and val_err is not None:
+            if val_err < self.best:
+                self.best, self.bad_epochs = val_err, 0
+            else:
+                self.bad_epochs += 1
+            if self.bad_epochs >= self.patience and self.drops < self.max_drops:
+                self.lr *= self.factor
+                self.drops += 1
+                self.bad_epochs = 0
+        self._apply()
+        return self.lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "lr": self.lr,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "drops": self.drops,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["kind"] != self.kind:
+            raise ValueError(f"checkpoint schedule {state['kind']!r} != config {self.kind!r}")
+        self.lr, self.best = float(state["lr"]), float(state["best"])
+        self.bad_epochs, self.drops = int(state["bad_epochs"]), int(state["drops"])
+        self._apply()
