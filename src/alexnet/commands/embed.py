@@ -1,0 +1,48 @@
+"""`alexnet embed`: fc7 features (paper figure 4, right) of image files, for retrieval/transfer.
+
+Writes OUT (float32 (N, D) .npy, one row per readable file) and OUT with suffix .files.txt (the
+files, one per line, in row order). Unreadable files are reported on stderr and left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.commands.predict import add_common
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--out", required=True, help="output .npy (features, one row per file)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """fc7 features of every readable file, as float32 (N, D) .npy plus a file list beside it."""
+    from alexnet.infer.predict import embed_files, expand_inputs
+    from alexnet.infer.weights import load_weights
+
+    model, pre, _ = load_weights(args.weights, device=args.device)
+    ok = []
+    for item in embed_files(model, pre, expand_inputs(args.inputs), batch_size=args.batch_size):
+        if item.error is not None:
+            print(f"error: {item.error}", file=sys.stderr)
+        else:
+            ok.append(item)
+    if not ok:
+        print("error: no file could be embedded", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    np.save(out, np.stack([i.features for i in ok]).astype(np.float32))
+    files_path = files_list_path(out)
+    files_path.write_text("".join(f"{i.file}\n" for i in ok), encoding="utf-8")
+    print(f"wrote {out} ({len(ok)} x {ok[0].features.shape[0]}) and {files_path}")
+    return 0
+
+
+def files_list_path(out: Path) -> Path:
+    """Where `embed --out feats.npy` lists its files, row order: feats.files.txt."""
+    return out.with_suffix(".files.txt")

@@ -1,0 +1,51 @@
+"""`alexnet export`: ONNX, safetensors, TorchScript or a torchvision state dict, with parity checks.
+
+ONNX and TorchScript files are checked against the PyTorch model on random inputs (ONNX through
+onnxruntime when it is installed) and the largest absolute logit difference is printed; the
+command fails if it exceeds --tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from alexnet.infer.export import FORMATS
+
+    parser.add_argument("weights", help="RUN_DIR, checkpoint .pt or weights .safetensors")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", required=True, help="output file")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-3,
+        help="largest acceptable max abs logit difference in the parity check",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet.infer import export
+    from alexnet.infer.torchvision_compat import export_torchvision_state_dict
+    from alexnet.infer.weights import load_weights
+
+    model, pre, _ = load_weights(args.weights)
+    diff = None
+    if args.format == "onnx":
+        diff = export.export_onnx(model, args.out)
+        if diff is None:
+            print("onnxruntime is not installed: parity not checked", file=sys.stderr)
+    elif args.format == "torchscript":
+        diff = export.export_torchscript(model, args.out)
+    elif args.format == "safetensors":
+        export.export_safetensors(model, pre, args.out)
+    else:
+        export_torchvision_state_dict(model, args.out)
+    print(f"wrote {args.out} ({model.model_name}, {args.format})")
+    if diff is not None:
+        print(f"parity: max abs diff {diff:.3g} on random inputs (tolerance {args.tolerance:g})")
+        if diff > args.tolerance:
+            print("error: exported model disagrees with PyTorch", file=sys.stderr)
+            return 1
+    return 0
