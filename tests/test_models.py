@@ -1,0 +1,420 @@
+"""The model zoo against the paper (reference sections 1, 5), torchvision's layout, formulas."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.models import create_model, list_models, model_defaults
+
+# Reference section 1: 227 input, (channels, side) after each stage; 9216 into fc6.
+PAPER_STAGES = {
+    "conv1": (96, 55), "pool1": (96, 27), "conv2": (256, 27), "pool2": (256, 13),
+    "conv3": (384, 13), "conv4": (384, 13), "conv5": (256, 13), "pool5": (256, 6),
+}  # fmt: skip
+SMALL = 67  # the smallest paper-net input whose pool5 is 1x1: keeps the big nets' tests fast
+
+
+def conv_params(cin: int, cout: int, k: int, groups: int = 1) -> int:
+    return cin // groups * k * k * cout + cout
+
+
+def fc_params(fin: int, fout: int) -> int:
+    return fin * fout + fout
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def meta_model(name: str, **options) -> nn.Module:
+    """Architecture only (no memory, no init time): enough for counts, shapes and reprs."""
+    with torch.device("meta"):
+        return create_model(name, **options)
+
+
+def stage_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Output shape (C, H, W) of every named stage, recorded with forward hooks."""
+    shapes = {}
+    hooks = [
+        getattr(model, name).register_forward_hook(
+            lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))
+        )
+        for name in PAPER_STAGES
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+@pytest.mark.parametrize(("input_size", "pad"), [(227, 0), (224, 2)])
+def test_paper_stage_shapes(input_size: int, pad: int) -> None:
+    model = create_model("alexnet", input_size=input_size).eval()
+    assert model.conv1.padding == (pad, pad)
+    shapes = stage_shapes(model, torch.randn(1, 3, input_size, input_size))
+    assert shapes == {name: (c, s, s) for name, (c, s) in PAPER_STAGES.items()}
+    assert model.fc6.in_features == 9216
+
+
+def test_nonoverlapping_pool_keeps_sizes() -> None:
+    """Section 3.4 compares 3/2 with 2/2 pooling, 'which produces output of the same dimensions'."""
+    model = meta_model("alexnet", pool="nonoverlap")
+    assert model.pool1.kernel_size == 2 and model.fc6.in_features == 9216
+
+
+def test_input_size_sets_fc6_and_rejects_too_small() -> None:
+    assert meta_model("alexnet", input_size=SMALL).fc6.in_features == 256  # pool5 1x1
+    assert meta_model("alexnet", input_size=259).fc6.in_features == 256 * 7 * 7
+    # 63 = 11 + 4 * 13: no padding, 14 -> 6 -> 2 -> 0; 64 pads by 2: 15 -> 7 -> 3 -> 1
+    with pytest.raises(ValueError, match=r"input_size=63 is too small.*at least 64"):
+        meta_model("alexnet", input_size=63)
+
+
+def test_parameter_counts_match_the_reference() -> None:
+    model = meta_model("alexnet")
+    convs = sum(n_params(getattr(model, f"conv{i}")) for i in range(1, 6))
+    assert (convs, n_params(model.fc6), n_params(model.fc7), n_params(model.fc8)) == (
+        2_334_080, 37_752_832, 16_781_312, 4_097_000,
+    )  # fmt: skip
+    assert n_params(model) == 60_965_224
+    assert n_params(meta_model("alexnet", towers=1)) == 62_378_344
+    assert n_params(meta_model("caffenet")) == 60_965_224
+    assert n_params(meta_model("alexnet_owt")) == 61_100_840
+
+
+def test_onegpu_has_half_the_kernels_in_conv1_to_4() -> None:
+    """Section 3.2: half of each conv layer's kernels (48, 128, 192, 192), conv5 and FC in full."""
+    convs = [(3, 48, 11), (48, 128, 5), (128, 192, 3), (192, 192, 3), (192, 256, 3)]
+    fcs = [(9216, 4096), (4096, 4096), (4096, 1000)]
+    expected = sum(conv_params(*c) for c in convs) + sum(fc_params(*f) for f in fcs)
+    model = meta_model("alexnet_onegpu")
+    assert n_params(model) == expected
+    assert all(getattr(model, f"conv{i}").groups == 1 for i in range(1, 6))
+
+
+def test_cifar_parameter_counts_and_sizes() -> None:
+    """Reference section 5's layer lists, with cuda-convnet's round-up pools (32->16->8->4)."""
+    fig1 = meta_model("cifar_fig1")
+    expected = (
+        conv_params(3, 32, 5) + conv_params(32, 32, 5) + conv_params(32, 64, 5)
+        + fc_params(64 * 4 * 4, 10)
+    )  # fmt: skip
+    assert n_params(fig1) == expected
+    local = meta_model("cifar_conv_local")
+    positions = 8 * 8  # local3/local4 see 8x8 maps; one filter bank and bias per position
+    expected = (
+        conv_params(3, 64, 5) + conv_params(64, 64, 5)
+        + positions * (64 * 9 * 32 + 32) + positions * (32 * 9 * 32 + 32)
+        + fc_params(32 * 8 * 8, 10)
+    )  # fmt: skip
+    assert n_params(local) == expected
+    assert n_params(meta_model("cifar_conv_local", lrn=False)) == expected  # one change only
+    assert meta_model("cifar_fig1", in_chans=1, input_size=28).fc.in_features == 64 * 3 * 3
+
+
+def conv_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    outs = {}
+    hooks = [
+        getattr(model, n).register_forward_hook(
+            lambda _m, _i, out, n=n: outs.__setitem__(n, out.clone())
+        )
+        for n in ("conv2", "conv3", "conv4", "conv5")
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return outs
+
+
+@pytest.mark.parametrize(
+    ("perturbed", "half", "isolated", "crossing"),
+    [("conv1", 48, "conv2", "conv3"), ("conv3", 192, "conv4", None), ("conv4", 192, "conv5", None)],
+)
+def test_towers_are_isolated(
+    perturbed: str, half: int, isolated: str, crossing: str | None
+) -> None:
+    """Changing tower 2's kernels of one layer leaves tower 1 of the next grouped layer unchanged.
+
+    Strong form: the perturbation passes through ReLU, LRN and pooling first, so LRN must
+    normalise each tower on its own (as each GPU did); conv3 sees both towers and changes.
+    """
+    torch.manual_seed(0)
+    model = create_model("alexnet", input_size=SMALL).eval()
+    x = torch.randn(1, 3, SMALL, SMALL) * 50
+    before = conv_outputs(model, x)
+    with torch.no_grad():
+        getattr(model, perturbed).weight[half:] += 0.05 * torch.randn_like(
+            getattr(model, perturbed).weight[half:]
+        )
+    after = conv_outputs(model, x)
+    n = before[isolated].shape[1] // 2
+    assert torch.equal(after[isolated][:, :n], before[isolated][:, :n])
+    assert not torch.allclose(after[isolated][:, n:], before[isolated][:, n:])
+    if crossing:
+        for part in (slice(None, before[crossing].shape[1] // 2), slice(None)):
+            assert not torch.allclose(after[crossing][:, part], before[crossing][:, part])
+
+
+def test_caffenet_lrn_crosses_towers() -> None:
+    """Caffe normalises across all 96 maps, so tower 2's conv1 kernels reach tower 1's conv2."""
+    torch.manual_seed(0)
+    model = create_model("caffenet", input_size=SMALL).eval()
+    x = torch.randn(1, 3, SMALL, SMALL) * 50
+    before = conv_outputs(model, x)["conv2"]
+    with torch.no_grad():
+        model.conv1.weight[48:50] *= 3.0  # the two maps beside the tower boundary
+    assert not torch.allclose(conv_outputs(model, x)["conv2"][:, :128], before[:, :128])
+
+
+def lrn_formula(a: torch.Tensor, n: int, alpha: float, beta: float, k: float, towers: int = 1):
+    """Section 3.3 read literally, in float64: b = a / (k + alpha * sum of a^2 over n maps)^beta.
+
+    The window of n maps is centred on each map and clipped at the edges of its tower.
+    """
+    a = a.double()
+    out = torch.empty_like(a)
+    per = a.shape[1] // towers
+    for c in range(a.shape[1]):
+        first = c // per * per
+        lo, hi = max(first, c - n // 2), min(first + per - 1, c + n // 2)
+        total = (a[:, lo : hi + 1] ** 2).sum(dim=1)
+        out[:, c] = a[:, c] / (k + alpha * total) ** beta
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "n", "alpha", "k", "towers"),
+    [
+        ("alexnet", {"lrn": "code"}, 5, 1e-4 / 5, 2.0, 2),  # cuda-convnet divides alpha by n
+        ("alexnet", {"lrn": "paper"}, 5, 1e-4, 2.0, 2),  # the printed formula, literally
+        ("alexnet", {"lrn": "code", "towers": 1}, 5, 1e-4 / 5, 2.0, 1),
+        ("caffenet", {}, 5, 1e-4 / 5, 1.0, 1),  # Caffe: k = 1, across both towers
+        ("cifar_conv_local", {}, 9, 1e-3 / 9, 1.0, 1),  # the 11pct file: size 9, scale 1e-3
+    ],
+)
+def test_lrn_matches_formula(name: str, options: dict, n: int, alpha: float, k: float, towers: int):
+    torch.manual_seed(0)
+    model = meta_model(name, **options)
+    channels = 96 if name != "cifar_conv_local" else 64
+    a = torch.rand(2, channels, 3, 3) * 100  # large enough that the alpha conventions differ
+    for norm in (model.norm1, model.norm2):
+        expected = lrn_formula(a, n, alpha, 0.75, k, towers)
+        torch.testing.assert_close(norm(a).double(), expected, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(expected, lrn_formula(a, n, alpha * 3, 0.75, k, towers))
+
+
+@pytest.mark.parametrize(
+    ("name", "stds", "biases"),
+    [
+        ("alexnet", [0.01] * 8, [0, 1, 0, 1, 1, 1, 1, 0]),  # section 5
+        ("caffenet", [0.01] * 5 + [0.005, 0.005, 0.01], [0, 0.1, 0, 0.1, 0.1, 0.1, 0.1, 0]),
+    ],
+)
+def test_initialisation(name: str, stds: list[float], biases: list[float]) -> None:
+    torch.manual_seed(0)
+    model = create_model(name)
+    layers = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    for layer, std, bias in zip(layers, stds, biases, strict=True):
+        w, b = getattr(model, layer).weight.double(), getattr(model, layer).bias
+        assert abs(w.std().item() - std) < 0.03 * std, layer  # >= 34,848 draws: ~0.4% spread
+        assert abs(w.mean().item()) < 0.03 * std, layer
+        assert torch.all(b == bias), layer
+
+
+def test_cifar_initialisation() -> None:
+    """cuda-convnet's initW per layer (reference section 5), biases 0."""
+    torch.manual_seed(0)
+    for name, stds in [
+        ("cifar_fig1", {"conv1": 1e-4, "conv2": 0.01, "conv3": 0.01, "fc": 0.01}),
+        ("cifar_conv_local", {"conv1": 1e-4, "conv2": 0.01, "local3": 0.04, "local4": 0.04}),
+    ]:
+        model = create_model(name)
+        for layer, std in stds.items():
+            w = getattr(model, layer).weight.double()
+            assert abs(w.std().item() - std) < 0.05 * std, (name, layer)
+            assert torch.all(getattr(model, layer).bias == 0), (name, layer)
+
+
+def small_options(name: str) -> dict:
+    """Grey input, 7 classes, and the smallest input each net accepts (fast, and unusual)."""
+    options = {"num_classes": 7, "in_chans": 1}
+    if model_defaults(name)["input_size"] > 64:
+        options["input_size"] = SMALL
+    return options
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_a_step(name: str) -> None:
+    """Forward of a small batch gives finite (N, num_classes) logits; every parameter gets a
+    gradient; the model exposes the documented attributes and methods."""
+    torch.manual_seed(0)
+    model = create_model(name, **small_options(name))
+    assert (model.num_classes, model.in_chans) == (7, 1)
+    assert model.model_name == name and model.model_options["num_classes"] == 7
+    x = torch.randn(2, 1, model.input_size, model.input_size) * 30
+    logits = model(x)
+    assert logits.shape == (2, 7) and torch.isfinite(logits).all()
+    F.cross_entropy(logits, torch.tensor([1, 5])).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+    model.eval()
+    with torch.no_grad():
+        features, embedding = model.forward_features(x), model.embed(x)
+        assert features.dim() == 4 and features.shape[0] == 2
+        assert embedding.dim() == 2 and embedding.shape[0] == 2
+        torch.testing.assert_close(model(x), F.linear(embedding, *_head(model)))
+
+
+def _head(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output layer's weight and bias: logits are an affine map of `embed`."""
+    head = model.fc8 if hasattr(model, "fc8") else getattr(model, "fc", None)
+    head = head if head is not None else model.classifier[6]
+    return head.weight, head.bias
+
+
+def test_paper_embed_is_fc7_after_relu() -> None:
+    torch.manual_seed(0)
+    model = create_model("alexnet", input_size=SMALL).eval()
+    x = torch.randn(2, 3, SMALL, SMALL) * 30
+    with torch.no_grad():
+        expected = F.relu(model.fc7(F.relu(model.fc6(model.forward_features(x).flatten(1)))))
+        torch.testing.assert_close(model.embed(x), expected)
+    assert model.embed(x).shape == (2, 4096)
+
+
+def child_reprs(model: nn.Module) -> dict[str, str]:
+    return {name: repr(child) for name, child in model.named_children()}
+
+
+ACTS = {f"act{i}" for i in range(1, 8)}
+
+
+@pytest.mark.parametrize(
+    ("options", "changed"),
+    [
+        ({"lrn": "paper"}, {"norm1", "norm2"}),
+        ({"lrn": None}, {"norm1", "norm2"}),
+        ({"pool": "nonoverlap"}, {"pool1", "pool2", "pool5"}),
+        ({"activation": "tanh"}, ACTS),
+        ({"dropout": 0.2}, {"drop6", "drop7"}),
+        ({"towers": 1}, {"conv2", "conv4", "conv5", "norm1", "norm2"}),
+        ({"input_size": 224}, {"conv1"}),
+        ({"init": "caffe"}, set()),  # values only: see test_initialisation
+    ],
+)
+def test_each_option_changes_only_what_it_names(options: dict, changed: set[str]) -> None:
+    base, variant = (
+        child_reprs(meta_model("alexnet")),
+        child_reprs(meta_model("alexnet", **options)),
+    )
+    assert list(base) == list(variant)
+    assert {name for name in base if base[name] != variant[name]} == changed
+
+
+def test_cifar_options_change_only_what_they_name() -> None:
+    base = child_reprs(meta_model("cifar_fig1"))
+    tanh = child_reprs(meta_model("cifar_fig1", activation="tanh"))
+    assert {n for n in base if base[n] != tanh[n]} == {"act1", "act2", "act3"}
+    base = child_reprs(meta_model("cifar_conv_local"))
+    plain = child_reprs(meta_model("cifar_conv_local", lrn=False))
+    assert {n for n in base if base[n] != plain[n]} == {"norm1", "norm2"}
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("alexnet", {"lrn": "paper", "towers": 1, "input_size": 224, "activation": "tanh"}),
+        ("caffenet", {"num_classes": 10, "dropout": 0.1}),
+        ("alexnet_onegpu", {"lrn": None, "in_chans": 1}),
+        ("alexnet_owt", {"num_classes": 5}),
+        ("cifar_fig1", {"activation": "tanh", "input_size": 28, "in_chans": 1}),
+        ("cifar_conv_local", {"lrn": False, "local_width": 64}),
+    ],
+)
+def test_model_options_rebuild_the_same_net(name: str, options: dict) -> None:
+    model = meta_model(name, **options)
+    assert set(model.model_options) == set(model_defaults(name))
+    assert options.items() <= model.model_options.items()
+    rebuilt = meta_model(model.model_name, **model.model_options)
+    assert repr(rebuilt) == repr(model)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
+
+
+def test_same_seed_same_model() -> None:
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = create_model("cifar_conv_local")
+        outs.append(model(torch.ones(1, 3, 32, 32) * 40))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (
+            lambda: create_model("alexnet_v9"),
+            r"unknown model 'alexnet_v9'.*alexnet, alexnet_onegpu",
+        ),
+        (lambda: create_model("alexnet", lrm="code"), r"unknown option\(s\) lrm.*valid.*lrn"),
+        (lambda: create_model("alexnet", lrn="fast"), r"lrn='fast' is not one of"),
+        (lambda: create_model("alexnet", pool="avg"), r"pool='avg' is not one of"),
+        (lambda: create_model("alexnet", towers=3), r"towers=3 must divide"),
+        (lambda: create_model("alexnet", dropout=1.0), r"dropout=1.0 must be a number in \[0, 1\)"),
+        (lambda: create_model("alexnet", num_classes=0), r"num_classes=0 must be an integer"),
+        (lambda: create_model("cifar_conv_local", lrn="yes"), r"lrn='yes' is not one of"),
+        (lambda: create_model("cifar_fig1", in_chans=True), r"in_chans=True must be an integer"),
+    ],
+)
+def test_bad_names_and_options_are_named_in_the_error(call, pattern: str) -> None:
+    with torch.device("meta"), pytest.raises(ValueError, match=pattern):
+        call()
+
+
+# torchvision's documented alexnet state dict: key -> shape (its models/alexnet.py layout).
+TORCHVISION_ALEXNET = {
+    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
+    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
+    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
+    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
+    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
+    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
+    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
+    "classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,),
+}  # fmt: skip
+
+
+def torchvision_forward(sd: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """torchvision's alexnet in eval mode, written out with functional ops."""
+    x = F.max_pool2d(
+        F.relu(F.conv2d(x, sd["features.0.weight"], sd["features.0.bias"], 4, 2)), 3, 2
+    )
+    x = F.max_pool2d(
+        F.relu(F.conv2d(x, sd["features.3.weight"], sd["features.3.bias"], 1, 2)), 3, 2
+    )
+    for i in (6, 8, 10):
+        x = F.relu(F.conv2d(x, sd[f"features.{i}.weight"], sd[f"features.{i}.bias"], 1, 1))
+    x = F.adaptive_avg_pool2d(F.max_pool2d(x, 3, 2), 6).flatten(1)
+    x = F.relu(F.linear(x, sd["classifier.1.weight"], sd["classifier.1.bias"]))
+    x = F.relu(F.linear(x, sd["classifier.4.weight"], sd["classifier.4.bias"]))
+    return F.linear(x, sd["classifier.6.weight"], sd["classifier.6.bias"])
+
+
+@pytest.mark.parametrize("input_size", [224, 127])  # 127: pool5 is 3x3, the adaptive pool upsamples
+def test_owt_loads_torchvision_layout_and_matches_its_forward(input_size: int) -> None:
+    torch.manual_seed(0)
+    sd = {k: torch.randn(shape) * 0.02 for k, shape in TORCHVISION_ALEXNET.items()}
+    assert sum(v.numel() for v in sd.values()) == 61_100_840
+    model = create_model("alexnet_owt").eval()
+    model.load_state_dict(sd, strict=True)
+    x = torch.randn(1, 3, input_size, input_size) * 10
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), torchvision_forward(sd, x), rtol=1e-4, atol=1e-5)
