@@ -17,6 +17,7 @@ from alexnet import __version__
 # verb -> (module under alexnet.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "list-models": ("models", "list the registered model names"),
+    "prepare": ("prepare", "decode, rescale and centre-crop a data set once into a fast store"),
     "predict": ("predict", "top-k classes of image files with trained weights"),
     "embed": ("embed", "fc7 features of image files, saved as .npy"),
     "export": ("export", "export weights to onnx, safetensors, torchscript or torchvision"),

@@ -1,0 +1,164 @@
+"""The prepared store: one directory per split, memory-mapped, random access by index.
+
+Layout of `OUT/<split>/`:
+  meta.json    format, version, count, classes, class_names, image_size, channels, encoding
+  labels.npy   int64 (N,)
+  offsets.npy  int64 (N + 1,): image i is data.bin[offsets[i]:offsets[i + 1]]
+  shapes.npy   int32 (N, 3): (H, W, C) of image i (all size x size x C unless keep_aspect)
+  data.bin     the images back to back: raw uint8 HWC, or JPEG bytes
+  files.txt    the source file of each image, one per line (for figures and debugging)
+  stats.npz    train split only: mean image, channel mean/std, RGB covariance and PCA
+  rejects.tsv  files of this split that were not stored, with the reason
+`meta.json` is written last and the directory is renamed into place when complete, so a store
+directory with a meta.json is always whole.
+
+Encoding (measured, see `alexnet.bench.loader` and the report in docs): raw uint8 costs a memcpy
+to read (~0.02 ms for 256x256x3) against ~0.45 ms to decode the same image as JPEG, 20x less
+per core; JPEG at quality 95 (4:4:4) is ~5x smaller on disk. `auto` picks raw while the raw
+split stays under `RAW_LIMIT_BYTES` (ImageNet's 1.28M images at 256x256 are ~250 GB raw but
+~40 GB as JPEG, so it gets JPEG; CIFAR-10, Fashion-MNIST and tens of thousands of 256x256 images
+get raw).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.data.images import decode_stored_jpeg
+from alexnet.data.stats import DataStats
+
+FORMAT, VERSION = "alexnet-store", 1
+RAW_LIMIT_BYTES = 32 * 2**30
+
+
+def choose_encoding(encoding: str, count: int, size: int, channels: int) -> str:
+    """'raw' or 'jpeg' for `encoding` in {'auto', 'raw', 'jpeg'} (see the module docstring)."""
+    if encoding not in ("auto", "raw", "jpeg"):
+        raise ValueError(f"encoding must be auto, raw or jpeg, got {encoding!r}")
+    if encoding != "auto":
+        return encoding
+    return "raw" if count * size * size * channels <= RAW_LIMIT_BYTES else "jpeg"
+
+
+class StoreWriter:
+    """Appends encoded images to `directory/data.bin`; `finish` writes the index and meta."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._data = open(directory / "data.bin", "wb")  # noqa: SIM115 - closed in finish
+        self.offsets, self.shapes, self.labels, self.files = [0], [], [], []
+
+    def append(self, data: bytes, shape: tuple[int, int, int], label: int, file: str) -> None:
+        self._data.write(data)
+        self.offsets.append(self.offsets[-1] + len(data))
+        self.shapes.append(shape)
+        self.labels.append(label)
+        self.files.append(file)
+
+    def finish(self, meta: dict, stats: DataStats | None) -> None:
+        """Write the index, the statistics and finally meta.json (the completeness marker)."""
+        self._data.close()
+        d = self.directory
+        np.save(d / "offsets.npy", np.asarray(self.offsets, np.int64))
+        np.save(d / "shapes.npy", np.asarray(self.shapes, np.int32).reshape(-1, 3))
+        np.save(d / "labels.npy", np.asarray(self.labels, np.int64))
+        (d / "files.txt").write_text("".join(f.replace("\n", " ") + "\n" for f in self.files))
+        if stats is not None:
+            stats.save(d / "stats.npz")
+        meta = {"format": FORMAT, "version": VERSION, "count": len(self.labels), **meta}
+        tmp = d / "meta.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, d / "meta.json")
+
+    def abort(self) -> None:
+        self._data.close()
+
+
+def is_complete(directory: Path) -> bool:
+    """Whether `directory` holds a finished store (its meta.json is written last)."""
+    return (directory / "meta.json").is_file()
+
+
+class ImageStore:
+    """Random access to one prepared split: `store[i] -> (uint8 HWC image, label)`.
+
+    The image data is memory-mapped on first use (per process: safe to pass to workers), so
+    opening a 30 GB store costs only its index.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not is_complete(self.path):
+            splits = [p.name for p in self.path.glob("*") if is_complete(p)]
+            hint = f"; it holds the splits {splits}" if splits else ""
+            raise FileNotFoundError(
+                f"{self.path}: not a complete prepared store (no meta.json){hint}; "
+                "run `alexnet prepare SRC OUT` and open OUT/<split>"
+            )
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
+            raise ValueError(f"{self.path}: unsupported store format {self.meta.get('format')}")
+        self.labels: np.ndarray = np.load(self.path / "labels.npy", allow_pickle=False)
+        self.offsets: np.ndarray = np.load(self.path / "offsets.npy", allow_pickle=False)
+        self.shapes: np.ndarray = np.load(self.path / "shapes.npy", allow_pickle=False)
+        size = (self.path / "data.bin").stat().st_size
+        if size != int(self.offsets[-1]) or len(self.labels) != self.meta["count"]:
+            raise ValueError(
+                f"{self.path}: data.bin holds {size} bytes but the index expects "
+                f"{int(self.offsets[-1])}: the store is damaged, prepare it again"
+            )
+        stats_path = self.path / "stats.npz"
+        self.stats: DataStats | None = DataStats.load(stats_path) if stats_path.is_file() else None
+        self.classes: list[str] = list(self.meta["classes"])
+        self.class_names: list[str] = list(self.meta.get("class_names") or self.classes)
+        self.image_size: int = int(self.meta["image_size"])
+        self.channels: int = int(self.meta["channels"])
+        self.encoding: str = self.meta["encoding"]
+        self._data: np.ndarray | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _buffer(self) -> np.ndarray:
+        if self._data is None or self._pid != os.getpid():
+            if int(self.offsets[-1]) == 0:
+                self._data = np.zeros(0, np.uint8)
+            else:
+                self._data = np.memmap(self.path / "data.bin", dtype=np.uint8, mode="r")
+            self._pid = os.getpid()
+        return self._data
+
+    def image(self, index: int) -> np.ndarray:
+        """Image `index` as (H, W, C) uint8: a read-only view of the map for raw stores."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {self.path} ({len(self)} images)")
+        index %= len(self)
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        chunk = self._buffer()[start:end]
+        if self.encoding == "raw":
+            return chunk.reshape(tuple(self.shapes[index]))
+        return decode_stored_jpeg(chunk, self.channels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        return self.image(index), int(self.labels[index])
+
+    @property
+    def files(self) -> list[str]:
+        """The source file of each image (read on demand: large for big sets)."""
+        return (self.path / "files.txt").read_text().splitlines()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_data"], state["_pid"] = None, -1  # each process maps the file itself
+        return state
+
+
+def open_store(path: str | os.PathLike) -> ImageStore:
+    """Open one prepared split directory `OUT/<split>`."""
+    return ImageStore(path)

@@ -1,0 +1,149 @@
+"""The paper's image transforms (sections 2, 4.1), on numpy arrays or torch tensors.
+
+- Training: a random crop_size x crop_size patch of the stored image and its horizontal
+  reflection with probability 1/2; PCA lighting; mean-image subtraction.
+- Test: the centre crop, or ten crops (the four corners and the centre, then their reflections).
+
+Layouts: single images are (H, W, C) (numpy, as stored) or (..., C, H, W) (torch tensors, as the
+model sees them); functions below say which. Crop positions are (top, left).
+
+PCA lighting scale: the paper writes "add p_i * alpha_i * lambda_i" with lambda_i the
+eigenvalues of the RGB covariance. Krizhevsky's released code (cuda-convnet2) multiplies alpha by
+the square roots of the eigenvalues in the 0-255 scale (ImageNet: about [121.8, 37.1, 19.7]),
+which puts the noise on the pixels' own scale: alpha ~ N(0, 0.1) then moves a pixel by about 12
+grey levels along the main axis. We follow the released code (`lighting_offsets`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+Array = np.ndarray | torch.Tensor
+
+
+def center_position(height: int, width: int, crop_size: int) -> tuple[int, int]:
+    """(top, left) of the central crop; an odd margin leaves the extra pixel bottom/right."""
+    _check_fits(height, width, crop_size)
+    return (height - crop_size) // 2, (width - crop_size) // 2
+
+
+def ten_crop_positions(height: int, width: int, crop_size: int) -> list[tuple[int, int]]:
+    """(top, left) of the five crops of section 4.1: top-left, top-right, bottom-left,
+    bottom-right, centre (the order torchvision's five_crop uses)."""
+    _check_fits(height, width, crop_size)
+    bottom, right = height - crop_size, width - crop_size
+    return [
+        (0, 0),
+        (0, right),
+        (bottom, 0),
+        (bottom, right),
+        center_position(height, width, crop_size),
+    ]
+
+
+def random_position(
+    rng: np.random.Generator, height: int, width: int, crop_size: int
+) -> tuple[int, int]:
+    """A uniformly random (top, left) with the crop inside the image (section 4.1)."""
+    _check_fits(height, width, crop_size)
+    top = int(rng.integers(0, height - crop_size + 1))
+    left = int(rng.integers(0, width - crop_size + 1))
+    return top, left
+
+
+def _check_fits(height: int, width: int, crop_size: int) -> None:
+    if crop_size > height or crop_size > width:
+        raise ValueError(f"crop {crop_size} does not fit in a {height}x{width} image")
+
+
+def crop_hwc(img: np.ndarray, top: int, left: int, crop_size: int) -> np.ndarray:
+    """A (crop, crop, C) view of an (H, W, C) image."""
+    return img[top : top + crop_size, left : left + crop_size]
+
+
+def hflip(img: Array, chw: bool = False) -> Array:
+    """Horizontal reflection: the last axis for (..., H, W) / torch CHW, axis 1 for HWC numpy."""
+    if isinstance(img, torch.Tensor):
+        return img.flip(-1)
+    return img[..., ::-1] if chw else img[:, ::-1]
+
+
+def ten_crop(img: Array, crop_size: int) -> Array:
+    """The ten test crops of section 4.1 stacked on a new leading axis.
+
+    numpy (H, W, C) -> (10, crop, crop, C); torch (C, H, W) -> (10, C, crop, crop). Crops 0-4
+    follow `ten_crop_positions`; crops 5-9 are their horizontal reflections.
+    """
+    if isinstance(img, torch.Tensor):
+        crops = [
+            img[..., t : t + crop_size, l : l + crop_size]
+            for t, l in ten_crop_positions(img.shape[-2], img.shape[-1], crop_size)
+        ]
+        return torch.stack(crops + [c.flip(-1) for c in crops])
+    crops = [
+        crop_hwc(img, t, l, crop_size)
+        for t, l in ten_crop_positions(img.shape[0], img.shape[1], crop_size)
+    ]
+    return np.stack(crops + [c[:, ::-1] for c in crops])
+
+
+def lighting_offsets(alpha: np.ndarray, eigval: np.ndarray, eigvec: np.ndarray) -> np.ndarray:
+    """Per-image colour offsets sum_i p_i * alpha_i * sqrt(lambda_i), (N, C) from alpha (N, C).
+
+    `eigval`, `eigvec` from the training set's RGB covariance (0-255 scale, eigenvectors as
+    columns); see the module docstring for the square root.
+    """
+    scaled = alpha * np.sqrt(np.clip(eigval, 0.0, None))[None, :]
+    return (scaled @ eigvec.T).astype(np.float32)
+
+
+def pca_lighting(
+    images: torch.Tensor, alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor
+) -> torch.Tensor:
+    """Add PCA lighting noise to a (N, C, H, W) float batch in the 0-255 scale (section 4.1).
+
+    For callers outside the loader (e.g. on-device augmentation); the loader does the same in
+    numpy with `lighting_offsets`.
+    """
+    scaled = alpha * eigval.clamp(min=0).sqrt()[None, :]
+    return images + (scaled @ eigvec.T)[:, :, None, None].to(images.dtype)
+
+
+def mean_position(
+    top: int, left: int, shape: tuple[int, ...], crop_size: int, mean_size: int
+) -> tuple[int, int]:
+    """Where a crop at (top, left) of an (H, W) image falls on the mean image (S x S).
+
+    Identity for stores of S x S images; keep-aspect images map proportionally.
+    """
+    h, w = shape[0], shape[1]
+    room = mean_size - crop_size
+    mt = top if h == mean_size else round(top * room / max(h - crop_size, 1))
+    ml = left if w == mean_size else round(left * room / max(w - crop_size, 1))
+    return mt, ml
+
+
+def crop_into(
+    out: np.ndarray,
+    img: np.ndarray,
+    top: int,
+    left: int,
+    crop_size: int,
+    flip: bool,
+    mean_chw: np.ndarray | None,
+) -> None:
+    """out (C, crop, crop) float32 = crop of (img - mean image), reflected if `flip`.
+
+    One fused pass per image: the HWC -> CHW transpose, the uint8 -> float conversion and the
+    mean subtraction happen in a single numpy ufunc call.
+    """
+    patch = crop_hwc(img, top, left, crop_size).transpose(2, 0, 1)
+    if flip:
+        patch = patch[:, :, ::-1]
+    if mean_chw is None:
+        out[...] = patch
+        return
+    mt, ml = mean_position(top, left, img.shape, crop_size, mean_chw.shape[1])
+    mean = mean_chw[:, mt : mt + crop_size, ml : ml + crop_size]
+    np.subtract(patch, mean[:, :, ::-1] if flip else mean, out=out)
