@@ -226,6 +226,20 @@ def test_initialisation(name: str, stds: list[float], biases: list[float]) -> No
         assert torch.all(b == bias), layer
 
 
+def test_kaiming_initialisation() -> None:
+    """He et al. 2015: std sqrt(2 / fan_in) (fan_in: one tower's maps); fc8 sqrt(1 / fan_in)."""
+    torch.manual_seed(0)
+    model = create_model("alexnet", init="kaiming")
+    fan_in = {
+        "conv1": 3 * 11 * 11, "conv2": 48 * 5 * 5, "conv3": 256 * 3 * 3, "conv4": 192 * 3 * 3,
+        "conv5": 192 * 3 * 3, "fc6": 9216, "fc7": 4096, "fc8": 4096,
+    }  # fmt: skip
+    for layer, fan in fan_in.items():
+        std = (1 if layer == "fc8" else 2) ** 0.5 / fan**0.5
+        assert abs(getattr(model, layer).weight.double().std().item() - std) < 0.03 * std, layer
+        assert torch.all(getattr(model, layer).bias == 0), layer
+
+
 def test_cifar_initialisation() -> None:
     """cuda-convnet's initW per layer (reference section 5), biases 0."""
     torch.manual_seed(0)

@@ -31,9 +31,11 @@ LRN_SETTINGS: dict[str, tuple[int, float, float, float]] = {
 }
 POOLS: dict[str, int] = {"overlap": 3, "nonoverlap": 2}  # window; stride 2 (section 3.4)
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+LEARNED = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 # (weight std, bias) per learned layer. Paper (section 5): N(0, 0.01); bias 1 in conv2, conv4,
 # conv5, fc6, fc7, else 0. Caffe's bvlc_alexnet: bias 0.1 there (1 gave a flat loss), fc6/fc7
-# weights std 0.005.
+# weights std 0.005. A third choice, init="kaiming" (not the paper's), trains from the start
+# where N(0, 0.01) with bias 1 can sit at ln(num_classes) for epochs (reference section 1).
 INITS: dict[str, dict[str, tuple[float, float]]] = {
     "paper": {
         "conv1": (0.01, 0.0),
@@ -106,7 +108,7 @@ class AlexNet(nn.Module):
         check_choice("lrn", lrn, [*LRN_SETTINGS, None])
         check_choice("pool", pool, list(POOLS))
         check_choice("activation", activation, list(ACTIVATIONS))
-        check_choice("init", init, list(INITS))
+        check_choice("init", init, [*INITS, "kaiming"])
         check_int("num_classes", num_classes)
         check_int("in_chans", in_chans)
         check_int("towers", towers)
@@ -146,10 +148,21 @@ class AlexNet(nn.Module):
         self.act7 = act()
         self.drop7 = nn.Dropout(dropout)
         self.fc8 = nn.Linear(4096, num_classes)  # softmax lives in the loss
-        for name, (std, bias) in INITS[init].items():
-            layer = getattr(self, name)
-            nn.init.normal_(layer.weight, 0.0, std)
-            nn.init.constant_(layer.bias, bias)
+        self._initialise(init)
+
+    def _initialise(self, init: str) -> None:
+        """Gaussian weights and constant biases per INITS; "kaiming": He et al. 2015, bias 0."""
+        if init != "kaiming":
+            for name, (std, bias) in INITS[init].items():
+                nn.init.normal_(getattr(self, name).weight, 0.0, std)
+                nn.init.constant_(getattr(self, name).bias, bias)
+            return
+        for (
+            name
+        ) in LEARNED:  # std sqrt(2 / fan_in) before a ReLU; fc8 (the logits) sqrt(1 / fan_in)
+            gain = "linear" if name == "fc8" else "relu"
+            nn.init.kaiming_normal_(getattr(self, name).weight, nonlinearity=gain)
+            nn.init.zeros_(getattr(self, name).bias)
 
     def _add_norm_pool(self, index: int, norm: nn.Module, pool: nn.Module) -> None:
         """Register norm{index} and pool{index} in the order they run, so print() reads right."""
