@@ -8,10 +8,14 @@ LRN and the locally connected layer included; the batch dimension is dynamic ("b
 spatial size is fixed at the model's `input_size` (adaptive pooling is then a fixed pooling, the
 case that breaks torchvision's alexnet export at other sizes). Parity is checked with
 onnxruntime on a batch size other than the one traced, to exercise the dynamic dimension.
+
+Both tracers see only standard ops, so the models' fast CPU LRN kernel (opaque to them: it
+writes through ctypes) is swapped for the same formula from `nn.LocalResponseNorm` first.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -29,6 +33,35 @@ def example_input(model: nn.Module, batch: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=g) * 60.0
 
 
+class TraceableLRN(nn.Module):
+    """LRN per tower from `nn.LocalResponseNorm` (same convention, section 3.3), which both
+    exporters translate; used in place of the kernel-backed `alexnet.models.lrn` module."""
+
+    def __init__(self, size: int, alpha: float, beta: float, k: float, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+        self.norm = nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1:
+            return self.norm(x)
+        return torch.cat([self.norm(t) for t in x.chunk(self.groups, dim=1)], dim=1)
+
+
+def traceable(model: nn.Module) -> nn.Module:
+    """A CPU eval-mode copy of `model` with every kernel-backed LRN swapped for TraceableLRN."""
+    from alexnet.models.lrn import LocalResponseNorm
+
+    model = copy.deepcopy(model).eval().cpu()
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LocalResponseNorm):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name)
+            lrn = TraceableLRN(module.size, module.alpha, module.beta, module.k, module.groups)
+            setattr(parent, child, lrn)
+    return model
+
+
 @torch.inference_mode()
 def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x).float()
@@ -41,7 +74,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, check: bool = True) -> fl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
         torch.onnx.export(
-            model,
+            traceable(model),
             (example_input(model, 1),),
             str(path),
             input_names=["input"],
@@ -68,7 +101,7 @@ def export_torchscript(model: nn.Module, path: str | Path) -> float:
     path = Path(path)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.jit announces its deprecation
-        traced = torch.jit.trace(model, (example_input(model, 1),))
+        traced = torch.jit.trace(traceable(model), (example_input(model, 1),))
         torch.jit.save(traced, str(path))
         loaded = torch.jit.load(str(path), map_location="cpu")
         x = example_input(model, 3, seed=1)
