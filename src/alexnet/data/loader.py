@@ -135,6 +135,7 @@ class Loader:
             out += shift
         if self.normalize == "channel":
             out *= self._scale[None, None, :, None, None]
+        self.store.release()
         images = torch.from_numpy(out if self.ten_crop else out[:, 0])
         return images, torch.from_numpy(self.store.labels[idx].astype(np.int64))
 

@@ -145,6 +145,11 @@ class ImageStore:
             return chunk.reshape(tuple(self.shapes[index]))
         return decode_stored_jpeg(chunk, self.channels)
 
+    def release(self) -> None:
+        """Unmap the data file; the next read maps it again. The loader calls this after each
+        batch so that pages it touched leave this process's resident set (bounded RSS)."""
+        self._data, self._pid = None, -1
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         return self.image(index), int(self.labels[index])
 
