@@ -85,6 +85,22 @@ def _check_input_size(input_size: int, pool: int) -> int:
     return side
 
 
+def _check_options(
+    num_classes: int, in_chans: int, lrn: str | None, pool: str, activation: str,
+    dropout: float, init: str, towers: int, widths: tuple[int, ...],
+) -> None:  # fmt: skip
+    check_choice("lrn", lrn, [*LRN_SETTINGS, None])
+    check_choice("pool", pool, list(POOLS))
+    check_choice("activation", activation, list(ACTIVATIONS))
+    check_choice("init", init, [*INITS, "kaiming"])
+    check_int("num_classes", num_classes)
+    check_int("in_chans", in_chans)
+    check_int("towers", towers)
+    check_probability("dropout", dropout)
+    if any(w % towers for w in widths):
+        raise ValueError(f"towers={towers} must divide every conv width {widths}")
+
+
 class AlexNet(nn.Module):
     """The paper's net with each design choice switchable; the builders below fix the variants."""
 
@@ -105,16 +121,7 @@ class AlexNet(nn.Module):
         norm_within_towers: bool = True,
     ) -> None:
         super().__init__()
-        check_choice("lrn", lrn, [*LRN_SETTINGS, None])
-        check_choice("pool", pool, list(POOLS))
-        check_choice("activation", activation, list(ACTIVATIONS))
-        check_choice("init", init, [*INITS, "kaiming"])
-        check_int("num_classes", num_classes)
-        check_int("in_chans", in_chans)
-        check_int("towers", towers)
-        check_probability("dropout", dropout)
-        if any(w % towers for w in widths):
-            raise ValueError(f"towers={towers} must divide every conv width {widths}")
+        _check_options(num_classes, in_chans, lrn, pool, activation, dropout, init, towers, widths)
         side = _check_input_size(input_size, POOLS[pool])
         self.num_classes, self.in_chans, self.input_size = num_classes, in_chans, input_size
         self.pool_before_norm = pool_before_norm
@@ -157,9 +164,7 @@ class AlexNet(nn.Module):
                 nn.init.normal_(getattr(self, name).weight, 0.0, std)
                 nn.init.constant_(getattr(self, name).bias, bias)
             return
-        for (
-            name
-        ) in LEARNED:  # std sqrt(2 / fan_in) before a ReLU; fc8 (the logits) sqrt(1 / fan_in)
+        for name in LEARNED:  # std sqrt(2 / fan_in) before a ReLU, sqrt(1 / fan_in) for fc8
             gain = "linear" if name == "fc8" else "relu"
             nn.init.kaiming_normal_(getattr(self, name).weight, nonlinearity=gain)
             nn.init.zeros_(getattr(self, name).bias)
