@@ -208,6 +208,47 @@ def test_lrn_matches_formula(name: str, options: dict, n: int, alpha: float, k: 
         assert not torch.allclose(expected, lrn_formula(a, n, alpha * 3, 0.75, k, towers))
 
 
+def paper_forward(model: nn.Module, x: torch.Tensor, lrn: tuple, pool_first: bool, towers: int):
+    """Section 3's net written out with functional ops and lrn_formula (eval mode, float64):
+    ReLU after every layer but fc8, LRN after the ReLU of conv1 and conv2, max-pool 3/2."""
+    p = {k: v.double() for k, v in model.state_dict().items()}
+
+    def conv(x: torch.Tensor, name: str, pad: int, groups: int = 1, stride: int = 1):
+        return F.relu(F.conv2d(x, p[f"{name}.weight"], p[f"{name}.bias"], stride, pad, 1, groups))
+
+    def norm_pool(x: torch.Tensor) -> torch.Tensor:
+        if pool_first:
+            return lrn_formula(F.max_pool2d(x, 3, 2), *lrn, towers=towers)
+        return F.max_pool2d(lrn_formula(x, *lrn, towers=towers), 3, 2)
+
+    x = norm_pool(conv(x, "conv1", 0, stride=4))
+    x = norm_pool(conv(x, "conv2", 2, groups=2))
+    x = conv(conv(conv(x, "conv3", 1), "conv4", 1, groups=2), "conv5", 1, groups=2)
+    x = F.max_pool2d(x, 3, 2).flatten(1)
+    x = F.relu(F.linear(F.relu(F.linear(x, p["fc6.weight"], p["fc6.bias"])), *_fc(p, "fc7")))
+    return F.linear(x, *_fc(p, "fc8"))
+
+
+def _fc(p: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return p[f"{name}.weight"], p[f"{name}.bias"]
+
+
+@pytest.mark.parametrize(
+    ("name", "lrn", "pool_first", "towers"),
+    [
+        ("alexnet", (5, 1e-4 / 5, 0.75, 2.0), False, 2),  # LRN then pool, within each tower
+        ("caffenet", (5, 1e-4 / 5, 0.75, 1.0), True, 1),  # pool then LRN, across both towers
+    ],
+)
+def test_forward_matches_functional_definition(name, lrn, pool_first, towers) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, input_size=SMALL, num_classes=10).eval()
+    x = torch.randn(2, 3, SMALL, SMALL, dtype=torch.float64) * 60
+    expected = paper_forward(model, x, lrn, pool_first, towers)
+    with torch.no_grad():
+        torch.testing.assert_close(model.double()(x), expected, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize(
     ("name", "stds", "biases"),
     [
