@@ -355,6 +355,7 @@ ACTS = {f"act{i}" for i in range(1, 8)}
     [
         ({"lrn": "paper"}, {"norm1", "norm2"}),
         ({"lrn": None}, {"norm1", "norm2"}),
+        ({"lrn": False}, {"norm1", "norm2"}),  # what `--model-option lrn=false` gives
         ({"pool": "nonoverlap"}, {"pool1", "pool2", "pool5"}),
         ({"activation": "tanh"}, ACTS),
         ({"dropout": 0.2}, {"drop6", "drop7"}),

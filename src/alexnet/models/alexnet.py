@@ -11,7 +11,7 @@
 
 LRN default: `lrn="code"`, what Krizhevsky's cuda-convnet computed (alpha divided by n inside,
 PyTorch's convention); `lrn="paper"` reads section 3.3's printed formula literally (alpha 5e-4 in
-PyTorch's convention); `lrn="caffe"` is Caffe's k=1; None removes it.
+PyTorch's convention); `lrn="caffe"` is Caffe's k=1; None (or False) removes it.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _check_options(
     num_classes: int, in_chans: int, lrn: str | None, pool: str, activation: str,
     dropout: float, init: str, towers: int, widths: tuple[int, ...],
 ) -> None:  # fmt: skip
-    check_choice("lrn", lrn, [*LRN_SETTINGS, None])
+    check_choice("lrn", lrn, [*LRN_SETTINGS, None, False])
     check_choice("pool", pool, list(POOLS))
     check_choice("activation", activation, list(ACTIVATIONS))
     check_choice("init", init, [*INITS, "kaiming"])
@@ -129,7 +129,7 @@ class AlexNet(nn.Module):
         c1, c2, c3, c4, c5 = widths
 
         def norm() -> nn.Module:
-            if lrn is None:
+            if lrn is None or lrn is False:
                 return nn.Identity()
             layer = LocalResponseNorm(*LRN_SETTINGS[lrn])
             return PerTower(layer, towers) if norm_within_towers and towers > 1 else layer

@@ -88,7 +88,7 @@ class CifarConvLocal(nn.Module):
         self, *, num_classes: int, in_chans: int, input_size: int, lrn: bool, local_width: int
     ) -> None:
         super().__init__()
-        check_choice("lrn", lrn, [True, False])
+        check_choice("lrn", lrn, [True, False, None])  # None: off, as for the ImageNet nets
         check_int("local_width", local_width)
         side = _check_common(num_classes, in_chans, input_size, pools=2)
         self.num_classes, self.in_chans, self.input_size = num_classes, in_chans, input_size
