@@ -72,6 +72,10 @@ def test_input_size_sets_fc6_and_rejects_too_small() -> None:
     # 63 = 11 + 4 * 13: no padding, 14 -> 6 -> 2 -> 0; 64 pads by 2: 15 -> 7 -> 3 -> 1
     with pytest.raises(ValueError, match=r"input_size=63 is too small.*at least 64"):
         meta_model("alexnet", input_size=63)
+    # torchvision's net always pads conv1 by 2: 63 -> 15 -> 7 -> 3 -> 1; 62 -> 14 -> 6 -> 2 -> 0
+    assert meta_model("alexnet_owt", input_size=63).input_size == 63
+    with pytest.raises(ValueError, match=r"input_size=62 is too small.*at least 63"):
+        meta_model("alexnet_owt", input_size=62)
 
 
 def test_parameter_counts_match_the_reference() -> None:

@@ -66,19 +66,22 @@ def conv1_padding(input_size: int) -> int:
     return 0 if (input_size - 11) % 4 == 0 else 2
 
 
-def _pool5_size(input_size: int, pool: int) -> int:
-    """Side of pool5's maps: 6 at 227 and at 224 (for both pool settings)."""
-    size = out_size(input_size, 11, 4, conv1_padding(input_size))
+def _pool5_size(input_size: int, pool: int, pad: int | None) -> int:
+    """Side of pool5's maps: 6 at 227 and at 224 (for both pool settings).
+
+    `pad`: conv1's padding, or None for the paper net's rule (`conv1_padding`).
+    """
+    size = out_size(input_size, 11, 4, conv1_padding(input_size) if pad is None else pad)
     for _ in range(3):  # pool1, pool2, pool5; the 5x5 and 3x3 convs keep the size
         size = out_size(size, pool, 2)
     return size
 
 
-def _check_input_size(input_size: int, pool: int) -> int:
+def _check_input_size(input_size: int, pool: int, pad: int | None = None) -> int:
     check_int("input_size", input_size)
-    side = _pool5_size(input_size, pool)
+    side = _pool5_size(input_size, pool, pad)
     if side < 1:
-        smallest = next(s for s in range(11, 512) if _pool5_size(s, pool) >= 1)
+        smallest = next(s for s in range(11, 512) if _pool5_size(s, pool, pad) >= 1)
         raise ValueError(
             f"input_size={input_size} is too small: pool5 would be empty; use at least {smallest}"
         )
@@ -285,7 +288,7 @@ class AlexNetOWT(nn.Module):
         check_int("num_classes", num_classes)
         check_int("in_chans", in_chans)
         check_probability("dropout", dropout)
-        _check_input_size(input_size, POOLS["overlap"])
+        _check_input_size(input_size, POOLS["overlap"], pad=2)
         self.num_classes, self.in_chans, self.input_size = num_classes, in_chans, input_size
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, 64, kernel_size=11, stride=4, padding=2),  # features.0
