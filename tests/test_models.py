@@ -90,6 +90,30 @@ def test_parameter_counts_match_the_reference() -> None:
     assert n_params(meta_model("alexnet_owt")) == 61_100_840
 
 
+def multiply_adds(model: nn.Module, input_size: int) -> int:
+    """Multiply-adds of one image's forward: (output elements) x (one filter's size) per layer."""
+    total = 0
+
+    def count(module: nn.Module, _inputs, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out[0].numel() * module.weight[0].numel()  # one filter per output element
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [m.register_forward_hook(count) for m in layers]
+    model(torch.empty(1, model.in_chans, input_size, input_size, device="meta"))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def test_multiply_adds_match_the_reference() -> None:
+    """Reference section 1: about 0.72 G multiply-adds per image at 227 (groups halve conv2/4/5)."""
+    assert abs(multiply_adds(meta_model("alexnet"), 227) / 0.72e9 - 1) < 0.01
+    ungrouped = multiply_adds(meta_model("alexnet", towers=1), 227)
+    extra = 27 * 27 * 256 * 48 * 25 + 13 * 13 * (384 + 256) * 192 * 9  # the other tower's inputs
+    assert ungrouped - multiply_adds(meta_model("alexnet"), 227) == extra
+
+
 def test_onegpu_has_half_the_kernels_in_conv1_to_4() -> None:
     """Section 3.2: half of each conv layer's kernels (48, 128, 192, 192), conv5 and FC in full."""
     convs = [(3, 48, 11), (48, 128, 5), (128, 192, 3), (192, 192, 3), (192, 256, 3)]
