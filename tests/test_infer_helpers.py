@@ -130,3 +130,12 @@ def test_hand_made_checkpoint_follows_the_trainer_contract(tmp_path: Path) -> No
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert set(REQUIRED_KEYS) <= set(ckpt)
     assert ckpt["preprocess"]["crop_size"] == INPUT
+
+
+def prepared_data(out: Path) -> Path:
+    """A tiny prepared data set (synthetic class-coloured noise, 40 train / 8 val at IMAGE px)."""
+    from alexnet.data.prepare import prepare
+
+    if not (out / "train" / "meta.json").is_file():
+        prepare(f"synthetic:40:{IMAGE}:10", out, size=IMAGE, workers=1, quiet=True)
+    return out
