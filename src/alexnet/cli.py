@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("embed", "fc7 features of image files, saved as .npy"),
     "export": ("export", "export weights to onnx, safetensors, torchscript or torchvision"),
     "release": ("release", "strip a checkpoint to a weights file named by content hash"),
+    "figures": ("figures", "PNG figures of a run: curves, conv1 kernels, predictions, neighbours"),
+    "report": ("report", "one self-contained HTML page for a run (config, metrics, figures)"),
 }
 
 
