@@ -1,25 +1,241 @@
-"""Local response normalisation across channels (paper section 3.3).
+"""Local response normalisation across channels (paper section 3.3), with a fused CPU kernel.
 
-b_c = a_c / (k + alpha/n * sum_{c' in window(c)} a_{c'}^2) ** beta, window of n maps centred on c.
-`alpha` is in PyTorch's / cuda-convnet's convention (divided by n inside).
+b_c = a_c / (k + alpha/n * sum_{c' in window(c)} a_{c'}^2) ** beta, window of n maps centred on c
+(c - n//2 .. c + (n-1)//2, zero outside), never crossing a tower when `groups` > 1.
+`alpha` is in PyTorch's / cuda-convnet's convention (divided by n inside); the printed formula's
+alpha is this one times n (the models pass `alpha=5e-4` for it).
+
+`nn.LocalResponseNorm` runs a 3-D average pool over a padded copy of a^2 and has no bf16 kernel
+on CPU; in AlexNet's training step it costs more than everything else together. Here the forward
+and the analytic backward are each one pass over the activation: `lrn_kernel.cpp`, compiled with
+the machine's C++ compiler on first use (about a second) and cached. Without a compiler, on other
+devices or with ALEXNET_LRN=torch, the same formulas run as torch ops (a few passes each).
+Inputs may be float32, float64 or bfloat16 (under autocast), NCHW or channels_last; the window
+sums are accumulated in float32 (float64 for float64) and the output has the input's dtype.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+_SOURCE = Path(__file__).with_name("lrn_kernel.cpp")
+_CXX_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17")
+_DTYPES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
+_MIN_TILES_PER_THREAD = 64  # below this, threads cost more than they save
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "alexnet"
+
+
+def _build(cxx: str) -> Path:
+    """Compile the kernel into the cache (keyed by source, flags and CPU) and return its path."""
+    from alexnet.runtime import cpu_flags
+
+    key = hashlib.sha256(
+        b"\0".join(
+            [_SOURCE.read_bytes(), cxx.encode(), " ".join(_CXX_FLAGS).encode()]
+            + [flag.encode() for flag in sorted(cpu_flags())]
+        )
+    ).hexdigest()[:16]
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "alexnet-cache"):
+        lib = folder / f"lrn-{key}.so"
+        if lib.exists():
+            return lib
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".lrn-{key}-{os.getpid()}.so"
+            cmd = [cxx, *_CXX_FLAGS, "-shared", "-fPIC", str(_SOURCE), "-o", str(tmp)]
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+            os.replace(tmp, lib)  # atomic: a concurrent build never sees half a file
+            return lib
+        except PermissionError:
+            continue
+    raise OSError(f"no writable cache folder for the LRN kernel (tried {_cache_dir()})")
+
+
+def _kernel() -> ctypes.CDLL | None:
+    """The compiled kernel, built on first use; None (with one warning) where it cannot be."""
+    with _lock:
+        if "lib" not in _state:
+            _state["lib"] = None
+            cxx = os.environ.get("CXX", "g++")
+            if os.environ.get("ALEXNET_LRN", "") != "torch":
+                try:
+                    lib = ctypes.CDLL(str(_build(cxx)))
+                    i64p, vp, d = ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p, ctypes.c_double
+                    i64 = ctypes.c_int64
+                    lib.lrn_num_tiles.argtypes, lib.lrn_num_tiles.restype = [i64p], i64
+                    lib.lrn_forward.argtypes = [ctypes.c_int, i64p, vp, vp, d, d, d, i64, i64]
+                    lib.lrn_backward.argtypes = [ctypes.c_int, i64p, vp, vp, vp, d, d, d, i64, i64]
+                    _state["lib"] = lib
+                except (OSError, subprocess.SubprocessError) as err:
+                    detail = getattr(err, "stderr", "") or err
+                    warnings.warn(
+                        f"LRN kernel not built with {cxx!r} ({detail}); using torch ops (slower). "
+                        "Install a C++ compiler (g++) or set CXX to one.",
+                        stacklevel=3,
+                    )
+        return _state["lib"]  # type: ignore[return-value]
+
+
+def lrn_backend() -> str:
+    """ "cpp" where CPU float32/float64/bfloat16 LRN runs the fused kernel, else "torch"."""
+    return "cpp" if _kernel() is not None else "torch"
+
+
+def _pool() -> ThreadPoolExecutor:
+    threads = torch.get_num_threads()
+    pool = _state.get("pool")
+    if pool is None or _state.get("threads") != threads:
+        pool = _state["pool"] = ThreadPoolExecutor(threads, thread_name_prefix="alexnet-lrn")
+        _state["threads"] = threads
+    return pool  # type: ignore[return-value]
+
+
+def _dims(x: torch.Tensor, groups: int, size: int) -> tuple[torch.Tensor, ctypes.Array]:
+    """`x` (made dense if needed) and the kernel's (N, C, S) description of its layout."""
+    n, c = x.shape[:2]
+    s = x[0, 0].numel()
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        strides = (s * c, 1, c)  # NHWC: channels innermost
+    else:
+        x = x.contiguous()
+        strides = (c * s, s, 1)
+    return x, (ctypes.c_int64 * 8)(n, c, s, groups, *strides, size)
+
+
+def _run(fn: str, dims: ctypes.Array, tensors: list[torch.Tensor], params: tuple) -> None:
+    """Call kernel function `fn` over all tiles, split across torch's thread count."""
+    lib = _kernel()
+    dtype = _DTYPES[tensors[0].dtype]
+    ptrs = [t.data_ptr() for t in tensors]
+    tiles = lib.lrn_num_tiles(dims)
+    parts = max(1, min(torch.get_num_threads(), tiles // _MIN_TILES_PER_THREAD))
+    bounds = [tiles * i // parts for i in range(parts + 1)]
+    call = getattr(lib, fn)
+    if parts == 1:
+        call(dtype, dims, *ptrs, *params, 0, tiles)
+        return
+    jobs = [
+        _pool().submit(call, dtype, dims, *ptrs, *params, bounds[i], bounds[i + 1])
+        for i in range(parts)
+    ]
+    for job in jobs:
+        job.result()
+
+
+def _window_sum(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """sum_{c' = c - before}^{c + after} t[:, :, c'] over dim 2 of (N, G, C, S), zero outside."""
+    c = t.shape[2]
+    padded = F.pad(t, (0, 0, before, after))
+    out = padded[:, :, 0:c].clone()
+    for d in range(1, before + after + 1):
+        out += padded[:, :, d : d + c]
+    return out
+
+
+def _torch_parts(
+    x: torch.Tensor, groups: int, size: int, alpha: float, k: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input as (N, G, C/G, S) in the accumulation dtype, and the denominators' base d."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    a = x.reshape(x.shape[0], groups, x.shape[1] // groups, -1).to(acc)
+    d = _window_sum(a * a, size // 2, (size - 1) // 2).mul_(alpha / size).add_(k)
+    return a, d
+
+
+def _use_kernel(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype in _DTYPES and _kernel() is not None
+
+
+class _LRNFunction(torch.autograd.Function):
+    """LRN with the analytic backward; saves only the input and recomputes the denominators."""
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k, groups):
+        ctx.save_for_backward(x)
+        ctx.params = (size, alpha, beta, k, groups)
+        if _use_kernel(x):
+            x, dims = _dims(x, groups, size)
+            y = torch.empty_like(x)
+            _run("lrn_forward", dims, [x, y], (alpha / size, beta, k))
+            return y
+        a, d = _torch_parts(x, groups, size, alpha, k)
+        return (a * d.pow_(-beta)).reshape(x.shape).to(x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        size, alpha, beta, k, groups = ctx.params
+        if _use_kernel(x):
+            x, dims = _dims(x, groups, size)
+            if grad.dtype != x.dtype or grad.stride() != x.stride():
+                grad = torch.empty_like(x).copy_(grad)  # the kernel assumes x's layout
+            dx = torch.empty_like(x)
+            _run("lrn_backward", dims, [x, grad, dx], (alpha / size, beta, k))
+            return dx, None, None, None, None, None
+        a, d = _torch_parts(x, groups, size, alpha, k)
+        g = grad.reshape(a.shape).to(a.dtype)
+        p = d.pow(-beta)
+        u = _window_sum(g * a * p / d, (size - 1) // 2, size // 2)  # the transposed window
+        dx = g * p - (2 * alpha / size * beta) * a * u
+        return dx.reshape(x.shape).to(x.dtype), None, None, None, None, None
+
+
+def local_response_norm(
+    x: torch.Tensor,
+    size: int,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 1.0,
+    groups: int = 1,
+) -> torch.Tensor:
+    """LRN of `x` (N, C, ...) in F.local_response_norm's convention; `groups` keeps the window
+    inside each of `groups` equal blocks of channels (the paper's towers, section 3.2)."""
+    if x.dim() < 3:
+        raise ValueError(f"LRN needs (N, C, ...) input with at least 3 dims, got {tuple(x.shape)}")
+    if size < 1 or groups < 1 or x.shape[1] % groups:
+        raise ValueError(
+            f"LRN needs size >= 1 and groups dividing the {x.shape[1]} channels; "
+            f"got size={size}, groups={groups}"
+        )
+    return _LRNFunction.apply(x, size, float(alpha), float(beta), float(k), groups)
 
 
 class LocalResponseNorm(nn.Module):
-    """Drop-in for `nn.LocalResponseNorm` (same arguments, same convention)."""
+    """Drop-in for `nn.LocalResponseNorm` (same arguments, same convention), plus `groups`."""
 
-    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+    def __init__(
+        self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, groups: int = 1
+    ) -> None:
         super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, self.groups)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+        groups = f", groups={self.groups}" if self.groups != 1 else ""
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}{groups}"
