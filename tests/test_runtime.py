@@ -1,10 +1,14 @@
 """alexnet.runtime: precision choice, autocast, model preparation, threads."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 
-from alexnet import runtime
+from alexnet import allocator, cli, runtime
 
 CPU = torch.device("cpu")
 
@@ -93,3 +97,79 @@ def test_configure_threads_reads_omp_env(monkeypatch):
         assert runtime.configure_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+# The allocator re-exec (alexnet.allocator, called by alexnet.cli.main).
+
+
+class _Exec(Exception):
+    pass
+
+
+@pytest.fixture
+def fake_exec(monkeypatch, tmp_path):
+    """Record os.execve instead of running it; pretend tcmalloc is installed but not loaded."""
+    calls = []
+
+    def execve(path, args, env):
+        calls.append((path, args, env))
+        raise _Exec
+
+    lib = tmp_path / "libtcmalloc_minimal.so.4"
+    lib.write_bytes(b"")
+    monkeypatch.setattr(allocator.os, "execve", execve)
+    monkeypatch.setattr(allocator, "find_tcmalloc", lambda: str(lib))
+    monkeypatch.setattr(allocator, "loaded_allocator", lambda: "default")
+    for name in (allocator.NO_TCMALLOC, "ALEXNET_TCMALLOC_REEXEC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LD_PRELOAD", "libother.so")
+    return calls, str(lib)
+
+
+def test_reexec_preloads_tcmalloc_once(fake_exec, monkeypatch):
+    calls, lib = fake_exec
+    with pytest.raises(_Exec):
+        allocator.reexec_with_tcmalloc()
+    path, args, env = calls[0]
+    assert path == sys.executable and args == [sys.executable, *sys.orig_argv[1:]]
+    assert env["LD_PRELOAD"] == f"{lib}:libother.so"
+    monkeypatch.setattr(allocator.os, "environ", env)  # the re-executed process
+    allocator.reexec_with_tcmalloc()
+    assert len(calls) == 1
+
+
+def test_reexec_switched_off_loaded_or_absent(fake_exec, monkeypatch):
+    calls, _ = fake_exec
+    monkeypatch.setenv(allocator.NO_TCMALLOC, "1")
+    allocator.reexec_with_tcmalloc()
+    monkeypatch.delenv(allocator.NO_TCMALLOC)
+    monkeypatch.setattr(allocator, "loaded_allocator", lambda: "tcmalloc")
+    allocator.reexec_with_tcmalloc()
+    monkeypatch.setattr(allocator, "loaded_allocator", lambda: "default")
+    monkeypatch.setattr(allocator, "find_tcmalloc", lambda: None)
+    allocator.reexec_with_tcmalloc()
+    assert calls == []
+
+
+def test_cli_reexecs_only_from_the_command_line(fake_exec, monkeypatch):
+    calls, _ = fake_exec
+    assert cli.main(["list-models"]) == 0  # called from Python: never replaces the caller
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", ["alexnet", "list-models"])
+    with pytest.raises(_Exec):
+        cli.main()
+    assert len(calls) == 1
+
+
+@pytest.mark.skipif(allocator.find_tcmalloc() is None, reason="tcmalloc not installed")
+@pytest.mark.parametrize(("switch", "expected"), [(None, "tcmalloc"), ("1", "default")])
+def test_reexec_really_loads_tcmalloc(switch, expected):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALEXNET_")}
+    env.pop("LD_PRELOAD", None)
+    if switch:
+        env[allocator.NO_TCMALLOC] = switch
+    code = (
+        "from alexnet import allocator as a; a.reexec_with_tcmalloc(); print(a.loaded_allocator())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == expected, out.stderr
