@@ -144,6 +144,16 @@ def test_cifar_parameter_counts_and_sizes() -> None:
     assert meta_model("cifar_fig1", in_chans=1, input_size=28).fc.in_features == 64 * 3 * 3
 
 
+def test_cifar_pools_round_up_and_average_only_what_they_cover() -> None:
+    """cuda-convnet's pools: ceil((32 - 3) / 2) + 1 = 16 windows; the last one overhangs the edge
+    and averages the pixels it covers, so a constant image stays constant."""
+    model = create_model("cifar_fig1").eval()
+    ones = torch.ones(1, 32, 16, 16)
+    assert model.pool1(torch.zeros(1, 32, 32, 32)).shape[-1] == 16
+    torch.testing.assert_close(model.pool2(ones), torch.ones(1, 32, 8, 8))
+    torch.testing.assert_close(model.pool3(ones[..., :8, :8]), torch.ones(1, 32, 4, 4))
+
+
 def conv_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     outs = {}
     hooks = [
