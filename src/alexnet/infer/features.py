@@ -5,6 +5,7 @@ and go through the weights' own preprocessing, centre crop."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +14,15 @@ from torch import nn
 from alexnet.infer.preprocess import Preprocess
 
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def prepared_splits(spec: str, image_size: int) -> dict[str, Path]:
+    """{split: store dir} of a prepared dir or a source (prepared into the cache once, at the
+    weights' image size), as `alexnet train` resolves its `--data`."""
+    from alexnet.train.distributed import DistContext
+    from alexnet.train.run import data_splits
+
+    return data_splits(spec, image_size, DistContext(), quiet=True)  # one process
 
 
 def fc7(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -49,14 +59,14 @@ def store_features(
 
 
 def pairwise_distances(queries: np.ndarray, bank: np.ndarray, *, exact: bool = True) -> np.ndarray:
-    """Euclidean distances (Q, N). `exact`: float64 by differences (no cancellation: an image's
-    distance to itself is exactly 0); otherwise float32 through matrix products (fast)."""
-    dtype = np.float64 if exact else np.float32
+    """Euclidean distances (Q, N) in float64. `exact`: by differences (no cancellation: an
+    image's distance to itself is exactly 0); otherwise through matrix products (fast; a
+    distance to itself comes out near sqrt(1e-16 |x|^2), not 0)."""
     mode = "donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist"
-    b = torch.from_numpy(np.asarray(bank, dtype))
+    b = torch.from_numpy(np.asarray(bank, np.float64))
     rows = []
     for start in range(0, len(queries), 256):  # bounded memory for big query sets
-        q = torch.from_numpy(np.asarray(queries[start : start + 256], dtype))
+        q = torch.from_numpy(np.asarray(queries[start : start + 256], np.float64))
         rows.append(torch.cdist(q, b, compute_mode=mode).numpy())
     return np.concatenate(rows)
 

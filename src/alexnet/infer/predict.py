@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.infer.features import FeatureFn, fc7
 from alexnet.infer.preprocess import Preprocess
 
 
@@ -130,13 +131,19 @@ def _entry(rank: int, index: int, prob: float, classes: list[str]) -> dict[str, 
 
 @torch.inference_mode()
 def embed_files(
-    model: nn.Module, pre: Preprocess, paths: list[Path], *, batch_size: int = 32
+    model: nn.Module,
+    pre: Preprocess,
+    paths: list[Path],
+    *,
+    batch_size: int = 32,
+    fn: FeatureFn = fc7,
 ) -> Iterator[Item]:
-    """`model.embed` (fc7 after its ReLU for the ImageNet nets) of each file's centre crop."""
+    """Features of each file's centre crop: by default `model.embed` (fc7 after its ReLU for
+    the ImageNet nets); `fn=pooled_conv` for the anomaly bank."""
     model.eval()
     device = _device_of(model)
     for items, x in _batches(paths, pre, pre.center, batch_size):
-        feats = iter(model.embed(x.to(device)).float().cpu().numpy()) if x is not None else None
+        feats = iter(fn(model, x.to(device)).float().cpu().numpy()) if x is not None else None
         for item in items:
             if item.error is None:
                 item.features = next(feats)

@@ -66,6 +66,16 @@ def last_epoch_metrics(run_dir: Path) -> dict[str, Any] | None:
     return epochs[-1] if epochs else None
 
 
+def run_data_spec(run_dir: Path) -> str | None:
+    """The `data` a run was trained on, from its config.yaml (None if it has none)."""
+    import yaml
+
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return None
+    return (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data")
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """All records of a metrics.jsonl; a torn last line (a run killed mid-write) is skipped."""
     if not path.is_file():

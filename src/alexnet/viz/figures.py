@@ -12,28 +12,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from alexnet.infer.features import store_features
+from alexnet.infer.features import prepared_splits, store_features
 from alexnet.infer.preprocess import Preprocess
-from alexnet.infer.weights import find_checkpoint, load_weights, read_metrics
+from alexnet.infer.weights import find_checkpoint, load_weights, read_metrics, run_data_spec
 from alexnet.viz import curves, kernels, neighbours, predictions
-
-
-def run_data_spec(run_dir: Path) -> str | None:
-    """The `data` a run was trained on, from its config.yaml (None if it has none)."""
-    import yaml
-
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        return None
-    return (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data")
-
-
-def data_splits(spec: str, image_size: int) -> dict[str, Path]:
-    """{split: store dir} for a prepared dir or a source (prepared into the cache once)."""
-    from alexnet.train.distributed import DistContext
-    from alexnet.train.run import data_splits as train_data_splits
-
-    return train_data_splits(spec, image_size, DistContext(), quiet=True)  # one process
 
 
 def make_figures(
@@ -90,7 +72,7 @@ def _image_figures(
     """Figure 4 left (predictions on test images) and right (fc7 neighbours in train)."""
     from alexnet.data.store import open_store
 
-    splits = data_splits(spec, pre.image_size)
+    splits = prepared_splits(spec, pre.image_size)
     test_split = next((s for s in ("test", "val") if s in splits), None)
     if "train" not in splits or test_split is None:
         return {"skipped": f"{spec}: needs a train and a test/val split, has {sorted(splits)}"}

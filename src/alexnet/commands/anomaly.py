@@ -1,0 +1,143 @@
+"""`alexnet anomaly fit|score|eval`: how unusual images are, against a bank of normal ones.
+
+  fit WEIGHTS IMAGE_OR_DIR... --out bank.npz   pooled conv features of normal images
+  score BANK IMAGE_OR_DIR... [--json]           k-NN distance of each image (higher: stranger)
+  eval WEIGHTS --anomaly-class C [--data D]     AUROC with class C of D held out as the anomaly
+
+The bank records the weights it was made with; `score` loads those (or --weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fit = sub.add_parser("fit", help="build a memory bank from images of normal things")
+    fit.add_argument("weights", help="RUN_DIR, checkpoint .pt or weights .safetensors")
+    fit.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    fit.add_argument("--out", required=True, help="bank file (.npz)")
+    fit.add_argument("--k", type=int, default=5, help="neighbours averaged in the score")
+    score = sub.add_parser("score", help="score images against a bank")
+    score.add_argument("bank", help="bank file from `anomaly fit`")
+    score.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    score.add_argument("--weights", help="use these weights instead of the bank's own")
+    score.add_argument("--json", action="store_true", help="print one JSON document")
+    ev = sub.add_parser("eval", help="AUROC with one class held out as the anomaly")
+    ev.add_argument("weights", help="RUN_DIR, checkpoint .pt or weights .safetensors")
+    ev.add_argument("--anomaly-class", type=int, required=True, help="class index held out")
+    ev.add_argument("--data", help="prepared dir or source (default: the run's own data)")
+    ev.add_argument("--k", type=int, default=5)
+    ev.add_argument("--max-train", type=int, default=5000, help="bank size (a seeded sample)")
+    ev.add_argument("--max-test", type=int, default=2000, help="test images (a seeded sample)")
+    for p in (fit, score, ev):
+        p.add_argument("--batch-size", type=int, default=64)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"fit": _fit, "score": _score, "eval": _eval}[args.action](args)
+
+
+def _features(weights: str, inputs: list[str], batch_size: int) -> tuple[list, object]:
+    from alexnet.infer.features import pooled_conv
+    from alexnet.infer.predict import embed_files, expand_inputs
+    from alexnet.infer.weights import load_weights
+
+    model, pre, _ = load_weights(weights)
+    items = list(
+        embed_files(model, pre, expand_inputs(inputs), batch_size=batch_size, fn=pooled_conv)
+    )
+    for item in items:
+        if item.error is not None:
+            print(f"error: {item.error}", file=sys.stderr)
+    return items, model
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from alexnet.infer.anomaly import Bank
+
+    items, model = _features(args.weights, args.inputs, args.batch_size)
+    ok = [i for i in items if i.error is None]
+    if not ok:
+        print("error: no image could be read: the bank would be empty", file=sys.stderr)
+        return 1
+    meta = {
+        "weights": str(args.weights),
+        "model_name": model.model_name,
+        "files": [i.file for i in ok],
+    }
+    bank = Bank(np.stack([i.features for i in ok]).astype(np.float32), args.k, meta)
+    print(f"wrote {bank.save(args.out)} ({len(ok)} images, {bank.features.shape[1]}-d features)")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from alexnet.infer.anomaly import Bank
+
+    bank = Bank.load(args.bank)
+    items, _ = _features(args.weights or bank.meta["weights"], args.inputs, args.batch_size)
+    ok = [i for i in items if i.error is None]
+    scores = bank.score(np.stack([i.features for i in ok])) if ok else []
+    by_file = {i.file: float(s) for i, s in zip(ok, scores, strict=True)}
+    if args.json:
+        rows = [
+            {"file": i.file, "score": by_file[i.file]}
+            if i.error is None
+            else {"file": i.file, "error": i.error}
+            for i in items
+        ]
+        print(json.dumps({"bank": args.bank, "k": bank.k, "results": rows}, indent=2))
+    else:
+        for file, s in by_file.items():
+            print(f"{s:.4f}  {file}")
+    return 0 if ok else 1
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from alexnet.data.store import open_store
+    from alexnet.infer.anomaly import evaluate_held_out_class
+    from alexnet.infer.features import prepared_splits
+    from alexnet.infer.weights import load_weights, run_data_spec
+
+    model, pre, _ = load_weights(args.weights)
+    spec = args.data or (run_data_spec(Path(args.weights)) if Path(args.weights).is_dir() else None)
+    if spec is None:
+        print("error: pass --data (the weights are not a run directory)", file=sys.stderr)
+        return 2
+    splits = prepared_splits(spec, pre.image_size)
+    test_split = next((s for s in ("test", "val") if s in splits), None)
+    if "train" not in splits or test_split is None:
+        print(
+            f"error: {spec} needs a train and a test/val split, has {sorted(splits)}",
+            file=sys.stderr,
+        )
+        return 2
+    train, test = open_store(splits["train"]), open_store(splits[test_split])
+    if not 0 <= args.anomaly_class < len(train.classes):
+        print(
+            f"error: --anomaly-class {args.anomaly_class} not in 0..{len(train.classes) - 1}",
+            file=sys.stderr,
+        )
+        return 2
+    result = evaluate_held_out_class(
+        model,
+        pre,
+        train,
+        test,
+        args.anomaly_class,
+        k=args.k,
+        max_train=args.max_train,
+        max_test=args.max_test,
+    )
+    result["anomaly_name"] = train.class_names[args.anomaly_class]
+    print(json.dumps(result, indent=2))
+    return 0
