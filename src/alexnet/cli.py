@@ -49,8 +49,13 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
+    if from_command_line and verb in COMMANDS:
+        from alexnet.allocator import reexec_with_tcmalloc
+
+        reexec_with_tcmalloc()  # returns only where tcmalloc is loaded, absent or switched off
     parser = build_parser(verb if verb in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.verb is None:
