@@ -72,12 +72,20 @@ def test_out_size_matches_pytorch_pooling(kernel, stride, padding, ceil) -> None
     assert out_size(kernel - 2 * padding - 1, kernel, stride, padding) == 0
 
 
-def test_per_tower_keeps_towers_apart() -> None:
-    """Each tower is normalised on its own: equal to LRN applied to each half separately."""
+@pytest.mark.parametrize("lrn_class", [LocalResponseNorm, torch.nn.LocalResponseNorm])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_per_tower_keeps_towers_apart(lrn_class, memory_format) -> None:
+    """Each tower is normalised on its own: equal to LRN applied to each half separately
+    (our kernel-backed LRN and PyTorch's, the path exporters trace), in either memory layout."""
     torch.manual_seed(0)
-    lrn = LocalResponseNorm(5, alpha=1e-2, beta=0.75, k=2.0)
-    x = torch.rand(2, 8, 3, 3) * 10
+    lrn = lrn_class(5, alpha=1e-2, beta=0.75, k=2.0)
+    x = (torch.rand(2, 8, 3, 3) * 10).contiguous(memory_format=memory_format).requires_grad_()
     got = PerTower(lrn, 2)(x)
-    expected = torch.cat([lrn(x[:, :4]), lrn(x[:, 4:])], dim=1)
+    halves = x.detach().requires_grad_()
+    expected = torch.cat([lrn(halves[:, :4]), lrn(halves[:, 4:])], dim=1)
     torch.testing.assert_close(got, expected)
     assert not torch.allclose(got, lrn(x))  # the whole-tensor LRN mixes the towers
+    weights = torch.rand_like(got)
+    (got * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(x.grad, halves.grad)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.models.lrn import LocalResponseNorm, local_response_norm
+
 
 def out_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil: bool = False) -> int:
     """Output side of a conv / pool window over `size` pixels (PyTorch's rule, incl. ceil_mode).
@@ -105,8 +107,12 @@ class PerTower(nn.Module):
         self.module, self.towers = module, towers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.module
+        if isinstance(m, LocalResponseNorm):  # the kernel keeps windows in each block itself:
+            groups = m.groups * self.towers  # no reshape, so no copies of channels_last input
+            return local_response_norm(x, m.size, m.alpha, m.beta, m.k, groups)
         _, c, h, w = x.shape
-        return self.module(x.reshape(-1, c // self.towers, h, w)).reshape_as(x)
+        return m(x.reshape(-1, c // self.towers, h, w)).reshape_as(x)
 
     def extra_repr(self) -> str:
         return f"towers={self.towers}"
