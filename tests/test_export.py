@@ -166,3 +166,13 @@ def test_torchvision_itself_where_installed(tmp_path: Path) -> None:
     x = example_input(model, 2)
     with torch.no_grad():
         torch.testing.assert_close(model(x), tv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_export_command_reports_parity(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    run = make_run(tmp_path / "run", tiny_model("alexnet"))
+    for fmt in ("onnx", "torchscript"):
+        out = tmp_path / f"m.{fmt}"
+        assert main(["export", str(run), "--format", fmt, "--out", str(out)]) == 0
+        assert out.stat().st_size > 1_000_000
+        assert "parity: max abs diff" in capsys.readouterr().out

@@ -205,3 +205,26 @@ def test_expand_inputs_keeps_named_files_and_sorts_directories(tmp_path: Path) -
         (tmp_path / name).write_bytes(b"")
     got = expand_inputs([tmp_path / "x.dat", tmp_path / "d"])
     assert [p.relative_to(tmp_path).as_posix() for p in got] == ["x.dat", "d/b.JPG", "d/sub/a.png"]
+
+
+def test_thousand_class_weights_without_names_get_imagenet_names(tmp_path: Path) -> None:
+    model = tiny_model(num_classes=1000)
+    save_atomic(checkpoint(model, classes=[]), tmp_path / "ck.pt")
+    loaded, pre, _ = load_weights(tmp_path / "ck.pt")
+    photo = photos(tmp_path / "p")["jpeg"]
+    (item,) = predict_files(loaded, pre, [photo], top=5)
+    table = imagenet_classes()
+    for e in item.top:
+        assert (e["label"], e["synset"]) == (table[e["index"]].name, table[e["index"]].synset)
+
+
+def test_very_large_photo_is_predicted_like_its_small_version(tmp_path: Path) -> None:
+    from skimage import data
+
+    small = data.chelsea()  # 300 x 451
+    big = np.repeat(np.repeat(small, 10, axis=0), 10, axis=1)  # 3000 x 4510, same picture
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=92)
+    Image.fromarray(small).save(tmp_path / "small.png")
+    model, pre, _ = load_weights(make_run(tmp_path / "run"))
+    a, b = predict_files(model, pre, [tmp_path / "big.jpg", tmp_path / "small.png"], top=3)
+    assert [e["index"] for e in a.top][:1] == [e["index"] for e in b.top][:1]

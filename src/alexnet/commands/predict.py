@@ -30,6 +30,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Exit status: 0 if at least one file was predicted, 1 if every file failed. Unreadable "
+        "files get an 'error:' line on stderr (with --json also an entry {file, error})."
+    )
     add_common(parser)
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per image")
     parser.add_argument(
