@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,27 +37,28 @@ def meta_model(name: str, **options) -> nn.Module:
         return create_model(name, **options)
 
 
-def stage_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Output shape (C, H, W) of every named stage, recorded with forward hooks."""
-    shapes = {}
+def record(model: nn.Module, names: Iterable[str], x: torch.Tensor, keep: Callable = torch.clone):
+    """`keep(output)` of each named layer during one no-grad forward, via forward hooks."""
+    outs = {}
     hooks = [
-        getattr(model, name).register_forward_hook(
-            lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))
+        getattr(model, n).register_forward_hook(
+            lambda _m, _i, out, n=n: outs.__setitem__(n, keep(out))
         )
-        for name in PAPER_STAGES
+        for n in names
     ]
     with torch.no_grad():
         model(x)
     for h in hooks:
         h.remove()
-    return shapes
+    return outs
 
 
 @pytest.mark.parametrize(("input_size", "pad"), [(227, 0), (224, 2)])
 def test_paper_stage_shapes(input_size: int, pad: int) -> None:
     model = create_model("alexnet", input_size=input_size).eval()
     assert model.conv1.padding == (pad, pad)
-    shapes = stage_shapes(model, torch.randn(1, 3, input_size, input_size))
+    x = torch.randn(1, 3, input_size, input_size)
+    shapes = record(model, PAPER_STAGES, x, keep=lambda out: tuple(out.shape[1:]))
     assert shapes == {name: (c, s, s) for name, (c, s) in PAPER_STAGES.items()}
     assert model.fc6.in_features == 9216
 
@@ -154,19 +157,7 @@ def test_cifar_pools_round_up_and_average_only_what_they_cover() -> None:
     torch.testing.assert_close(model.pool3(ones[..., :8, :8]), torch.ones(1, 32, 4, 4))
 
 
-def conv_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    outs = {}
-    hooks = [
-        getattr(model, n).register_forward_hook(
-            lambda _m, _i, out, n=n: outs.__setitem__(n, out.clone())
-        )
-        for n in ("conv2", "conv3", "conv4", "conv5")
-    ]
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return outs
+CONVS = ("conv2", "conv3", "conv4", "conv5")
 
 
 @pytest.mark.parametrize(
@@ -184,12 +175,12 @@ def test_towers_are_isolated(
     torch.manual_seed(0)
     model = create_model("alexnet", input_size=SMALL).eval()
     x = torch.randn(1, 3, SMALL, SMALL) * 50
-    before = conv_outputs(model, x)
+    before = record(model, CONVS, x)
     with torch.no_grad():
         getattr(model, perturbed).weight[half:] += 0.05 * torch.randn_like(
             getattr(model, perturbed).weight[half:]
         )
-    after = conv_outputs(model, x)
+    after = record(model, CONVS, x)
     n = before[isolated].shape[1] // 2
     assert torch.equal(after[isolated][:, :n], before[isolated][:, :n])
     assert not torch.allclose(after[isolated][:, n:], before[isolated][:, n:])
@@ -203,10 +194,10 @@ def test_caffenet_lrn_crosses_towers() -> None:
     torch.manual_seed(0)
     model = create_model("caffenet", input_size=SMALL).eval()
     x = torch.randn(1, 3, SMALL, SMALL) * 50
-    before = conv_outputs(model, x)["conv2"]
+    before = record(model, CONVS, x)["conv2"]
     with torch.no_grad():
         model.conv1.weight[48:50] *= 3.0  # the two maps beside the tower boundary
-    assert not torch.allclose(conv_outputs(model, x)["conv2"][:, :128], before[:, :128])
+    assert not torch.allclose(record(model, CONVS, x)["conv2"][:, :128], before[:, :128])
 
 
 def lrn_formula(a: torch.Tensor, n: int, alpha: float, beta: float, k: float, towers: int = 1):
@@ -366,8 +357,7 @@ def test_every_model_trains_a_step(name: str) -> None:
 
 def _head(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """The output layer's weight and bias: logits are an affine map of `embed`."""
-    head = model.fc8 if hasattr(model, "fc8") else getattr(model, "fc", None)
-    head = head if head is not None else model.classifier[6]
+    head = getattr(model, "fc8", None) or getattr(model, "fc", None) or model.classifier[6]
     return head.weight, head.bias
 
 
@@ -507,8 +497,8 @@ def test_owt_loads_torchvision_layout_and_matches_its_forward(input_size: int) -
     torch.manual_seed(0)
     sd = {k: torch.randn(shape) * 0.02 for k, shape in TORCHVISION_ALEXNET.items()}
     assert sum(v.numel() for v in sd.values()) == 61_100_840
-    model = create_model("alexnet_owt").eval()
-    model.load_state_dict(sd, strict=True)
+    model = meta_model("alexnet_owt").eval()
+    model.load_state_dict(sd, strict=True, assign=True)  # meta: no time spent on init
     x = torch.randn(1, 3, input_size, input_size) * 10
     with torch.no_grad():
         torch.testing.assert_close(model(x), torchvision_forward(sd, x), rtol=1e-4, atol=1e-5)
