@@ -1,0 +1,75 @@
+"""`alexnet experiment NAME --out DIR`: reproduce one of the paper's claims (docs/results.md).
+
+NAME is fig1, lrn, pooling, dropout, colour or towers; each writes DIR/result.json, a figure and
+DIR/log.txt. `--smoke` runs a few steps on a tiny synthetic set (CI keeps the code alive so).
+`alexnet experiment page [RESULT_DIR ...]` copies finished results into docs/results/ and
+docs/figures/ and rewrites docs/results.md from every published result.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v]
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run, every option spelled out (whatever argv was)."""
+    parts = ["alexnet", "experiment", args.name]
+    for key in ("out", "seeds", "epochs", "data", "jobs", "threads", "lr", "lrs", "sweep_epochs"):
+        value = getattr(args, key)
+        if value is not None:
+            text = ",".join(f"{v:g}" for v in value) if key == "lrs" else str(value)
+            parts += [f"--{key.replace('_', '-')}", text]
+    return shlex.join([*parts, *(["--smoke"] if args.smoke else [])])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from alexnet.experiments import EXPERIMENTS
+
+    parser.add_argument("name", choices=[*EXPERIMENTS, "page"], help="experiment, or page")
+    parser.add_argument("results", nargs="*", help="page: result dirs to publish first")
+    parser.add_argument("--out", help="output directory (experiments)")
+    parser.add_argument("--smoke", action="store_true", help="a few steps on synthetic data")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per arm (default 3)")
+    parser.add_argument("--epochs", type=int, help="epochs per run (fig1: the cap)")
+    parser.add_argument("--data", default="cifar10", help="data source spec (default cifar10)")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run")
+    parser.add_argument("--lr", type=float, help="learning rate (all but fig1)")
+    parser.add_argument("--lrs", type=_floats, help="fig1: the sweep's rates, comma-separated")
+    parser.add_argument("--sweep-epochs", type=int, help="fig1: epochs per sweep run")
+    parser.add_argument("--docs", default="docs", help="page: the docs directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.name == "page":
+        from alexnet.experiments.results_page import publish
+
+        path = publish([Path(p) for p in args.results], Path(args.docs))
+        print(f"wrote {path}")
+        return 0
+    if not args.out:
+        print("alexnet experiment: error: --out DIR is required", file=sys.stderr)
+        return 2
+    from alexnet.experiments import experiment_module
+    from alexnet.experiments.common import Context
+
+    options = {"lr": args.lr, "lrs": args.lrs, "sweep_epochs": args.sweep_epochs}
+    ctx = Context(
+        name=args.name, out=Path(args.out), smoke=args.smoke, seeds=args.seeds,
+        epochs=args.epochs, data=args.data, jobs=args.jobs, threads=args.threads,
+        options={k: v for k, v in options.items() if v is not None},
+        command=command_line(args),
+    )  # fmt: skip
+    if ctx.seeds < 1:
+        print("alexnet experiment: error: --seeds must be >= 1", file=sys.stderr)
+        return 2
+    ctx.log(f"{ctx.command}")
+    experiment_module(args.name).run(ctx)
+    return 0

@@ -1,0 +1,263 @@
+"""What every experiment shares: its context, training through `alexnet.train`, statistics over
+seeds, provenance (hardware, commit, command) and the result.json it writes.
+
+Training goes through the trainer's public entry point (`alexnet.train.run.train`), one run
+directory per (arm, seed). Experiments that stop at a target (figure 1: 25% training error) train
+one epoch per call and resume the run for the next (`train(None, resume=...)`, which continues
+exactly), so a stopped experiment also picks up where it left off when started again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+CIFAR_NOTE = (
+    "CIFAR-10 here is the shared quality-75 JPEG copy (chroma subsampled) of the original "
+    "lossless images; accuracies run about 2-3 points lower than on the original batches."
+)
+SMOKE_DATA = "synthetic:64:{size}:10"  # tiny learnable stand-in: smoke runs need no data set
+
+
+@dataclass
+class Context:
+    """One experiment invocation: where it writes, how much it runs, and its log."""
+
+    name: str
+    out: Path
+    smoke: bool = False
+    seeds: int = 3
+    epochs: int | None = None  # None: the experiment's own default
+    data: str = "cifar10"
+    jobs: int = 1  # training runs in parallel (separate processes)
+    threads: int = 0  # torch threads per run (0: the trainer's default)
+    options: dict[str, Any] = field(default_factory=dict)  # experiment-specific flags
+    command: str = field(default_factory=lambda: shlex.join(["alexnet", *sys.argv[1:]]))
+    started: float = field(default_factory=time.time)
+    _log: TextIO | None = None
+
+    def log(self, message: str) -> None:
+        """A timestamped line to stdout and OUT/log.txt."""
+        line = f"{time.strftime('%H:%M:%S', time.gmtime())} {message}"
+        print(line, flush=True)
+        if self._log is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._log = (self.out / "log.txt").open("a", encoding="utf-8")
+        self._log.write(line + "\n")
+        self._log.flush()
+
+    def data_spec(self, image_size: int) -> str:
+        """The data source: a tiny synthetic set in smoke mode, else `data`."""
+        return SMOKE_DATA.format(size=image_size) if self.smoke else self.data
+
+
+def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
+    """The prepared directory of `spec` at `image_size` (prepared once into the trainer's cache).
+
+    With `view`, a directory holding only the train split (a link), so the trainer neither
+    validates nor tests on anything else: figure 1 measures training error only.
+    """
+    from alexnet.data.prepare import ensure_prepared
+    from alexnet.train.run import cache_dir
+
+    out = ensure_prepared(spec, cache_dir(), image_size, quiet=True)
+    if view is None:
+        return out
+    view.mkdir(parents=True, exist_ok=True)
+    link = view / "train"
+    if not link.exists():
+        link.symlink_to((out / "train").resolve(), target_is_directory=True)
+    return view
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Config layers overlaid in order; `model_options` merge key by key (as make_config does)."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        options = {**out.get("model_options", {}), **layer.get("model_options", {})}
+        out.update(layer)
+        if options:
+            out["model_options"] = options
+    return out
+
+
+def epoch_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The epoch lines of RUN_DIR/metrics.jsonl, in order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    lines = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [r for r in lines if r.get("kind") == "epoch"]
+
+
+def fit(
+    layer: dict[str, Any],
+    run_dir: Path,
+    epochs: int,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
+) -> dict[str, Any]:
+    """Train the config `layer` (TrainConfig fields) into `run_dir` for `epochs`, or until
+    `until(epoch records)` holds; returns records, test metrics, seconds and divergence.
+
+    Continues a run directory left by an earlier, stopped invocation.
+    """
+    from dataclasses import replace
+
+    from alexnet.train.config import make_config
+    from alexnet.train.loop import NonFiniteLossError
+    from alexnet.train.run import train
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = make_config(
+        {"quiet": True, "safetensors": False, "log_every": 0}, layer, {"out": str(run_dir)}
+    )
+    start, diverged = time.perf_counter(), False
+    records = epoch_records(run_dir)
+    with (run_dir / "train.log").open("a") as sink, contextlib.redirect_stdout(sink):
+        while len(records) < epochs and not (until and records and until(records)):
+            target = len(records) + 1 if until else epochs
+            try:
+                if (run_dir / "checkpoints" / "last.pt").is_file():
+                    train(None, resume=str(run_dir), overrides={"epochs": target})
+                else:
+                    train(replace(config, epochs=target))
+            except NonFiniteLossError as err:
+                print(f"diverged: {err}")
+                diverged = True
+                break
+            records = epoch_records(run_dir)
+    test_path = run_dir / "test_metrics.json"
+    return {
+        "records": records,
+        "test": json.loads(test_path.read_text()) if test_path.is_file() else None,
+        "seconds": time.perf_counter() - start,
+        "diverged": diverged,
+        "run_dir": str(run_dir),
+    }
+
+
+def _fit_task(args: tuple[dict[str, Any], str, int, Any]) -> dict[str, Any]:
+    layer, run_dir, epochs, until = args
+    return fit(layer, Path(run_dir), epochs, until)
+
+
+def fit_all(
+    ctx: Context,
+    tasks: Sequence[tuple[str, dict[str, Any], Path, int, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Run (key, layer, run_dir, epochs, until) tasks, `ctx.jobs` at a time in separate
+    processes (each with `ctx.threads` torch threads); {key: fit's result}. `until` must be
+    picklable (a module-level callable or a functools.partial of one)."""
+    if ctx.threads:
+        tasks = [(k, {"threads": ctx.threads, **lay}, d, e, u) for k, lay, d, e, u in tasks]
+    results: dict[str, dict[str, Any]] = {}
+    if ctx.jobs <= 1:
+        for key, layer, run_dir, epochs, until in tasks:
+            results[key] = fit(layer, run_dir, epochs, until)
+            ctx.log(f"{key}: {describe(results[key])}")
+        return results
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")  # no fork of a threaded torch process
+    with ProcessPoolExecutor(max_workers=ctx.jobs, mp_context=spawn) as pool:
+        futures = {
+            key: pool.submit(_fit_task, (layer, str(run_dir), epochs, until))
+            for key, layer, run_dir, epochs, until in tasks
+        }
+        for key, future in futures.items():
+            results[key] = future.result()
+            ctx.log(f"{key}: {describe(results[key])}")
+    return results
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One log line for a finished training run."""
+    last = result["records"][-1] if result["records"] else {}
+    text = f"{len(result['records'])} epochs in {result['seconds']:.0f} s"
+    if last:
+        text += f", last train top-1 err {last['train_top1_err']:.4f}"
+    if result["test"]:
+        text += f", test top-1 err {result['test']['top1_err']:.4f}"
+    return text + (" (diverged)" if result["diverged"] else "")
+
+
+def summary(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean and spread over seeds: the sample standard deviation (n - 1), min and max; values
+    that are None (e.g. a target never reached) are counted in `missing`, not averaged."""
+    have = [float(v) for v in values if v is not None and math.isfinite(v)]
+    out: dict[str, Any] = {
+        "per_seed": list(values),
+        "n": len(have),
+        "missing": len(values) - len(have),
+    }
+    if have:
+        out["mean"] = statistics.fmean(have)
+        out["std"] = statistics.stdev(have) if len(have) > 1 else 0.0
+        out["min"], out["max"] = min(have), max(have)
+    return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, Any]:
+    """Where the numbers were measured: CPU, cores usable, GPU if any, torch version."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu_model(), "cores": cores, "gpu": gpu, "torch": torch.__version__}
+
+
+def git_commit() -> str:
+    """HEAD of the checkout this package runs from, "-dirty" when its sources have edits."""
+    root = Path(__file__).resolve().parents[3]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src/alexnet")
+    return head + ("-dirty" if dirty else "")
+
+
+def write_result(ctx: Context, result: dict[str, Any]) -> Path:
+    """OUT/result.json: the experiment's own fields plus provenance."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result = {
+        "experiment": ctx.name,
+        **result,
+        "smoke": ctx.smoke,
+        "seeds": ctx.seeds,
+        "wall_seconds": round(time.time() - ctx.started, 1),
+        "hardware": hardware(),
+        "load_average_at_end": [round(v, 2) for v in load] if load else None,
+        "git_commit": git_commit(),
+        "command": ctx.command,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path = ctx.out / "result.json"
+    path.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    ctx.log(f"wrote {path}")
+    return path

@@ -1,0 +1,123 @@
+"""Two arms that differ in one switch, everything else equal, over seeds: the shape of the
+normalisation (section 3.3), pooling (3.4), dropout (4.2) and colour-noise (4.1) claims.
+
+Every arm trains the same schedule on the same data with the same seeds (so the same data order
+and, where the shapes agree, the same initial weights); the test split is evaluated once, after
+the last epoch, with the final weights. The effect is the per-seed paired difference of test
+top-1 error, second arm minus first (the arm without the paper's choice minus the arm with it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alexnet.experiments.common import Context, fit_all, merged, summary, write_result
+
+
+def row(what: str, paper: str | None, numbers: dict[str, Any], unit: str) -> dict[str, Any]:
+    """One line of the results table: the quantity, the paper's value, ours over seeds."""
+    return {"what": what, "paper": paper, "ours": numbers, "unit": unit}
+
+
+def run_comparison(
+    ctx: Context,
+    base: dict[str, Any],
+    arms: dict[str, dict[str, Any]],
+    epochs: int,
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """Train `arms` (name -> config fields over `base`) for `epochs` per seed; result.json with
+    test errors per arm, the paired effect, and a figure. `info` holds claim, paper, notes."""
+    names = list(arms)
+    if len(names) != 2:
+        raise ValueError(f"a comparison has two arms, got {names}")
+    tasks = [
+        (
+            f"{arm} seed {seed}",
+            merged(base, arms[arm], {"seed": seed}),
+            ctx.out / "runs" / f"{_slug(arm)}-seed{seed}",
+            epochs,
+            None,
+        )
+        for seed in range(ctx.seeds)
+        for arm in names
+    ]
+    results = fit_all(ctx, tasks)
+    per_arm: dict[str, Any] = {}
+    for arm in names:
+        runs = [results[f"{arm} seed {s}"] for s in range(ctx.seeds)]
+        per_arm[arm] = {
+            "config": arms[arm],
+            "test_top1_err": summary([_test(r, "top1_err") for r in runs]),
+            "test_top5_err": summary([_test(r, "top5_err") for r in runs]),
+            "final_train_top1_err": summary([_last(r, "train_top1_err") for r in runs]),
+            "diverged": [r["diverged"] for r in runs],
+            "seconds": [round(r["seconds"], 1) for r in runs],
+            "curves": [[e["train_top1_err"] for e in r["records"]] for r in runs],
+        }
+    first, second = (per_arm[n]["test_top1_err"]["per_seed"] for n in names)
+    effect = summary(
+        [
+            b - a if a is not None and b is not None else None
+            for a, b in zip(first, second, strict=True)
+        ]
+    )
+    paper = info["paper"]
+    rows = [
+        row(f"test top-1 error, {n}", paper.get(n), per_arm[n]["test_top1_err"], "%") for n in names
+    ]
+    rows.append(row(f"effect: {names[1]} minus {names[0]}", paper.get("effect"), effect, "points"))
+    rows += [
+        row(f"final training error, {n}", None, per_arm[n]["final_train_top1_err"], "%")
+        for n in names
+    ]
+    figure = plot_arms(per_arm, ctx.out / f"{ctx.name}.png", info.get("title", ctx.name))
+    result = {
+        **info,
+        "base_config": base,
+        "epochs": epochs,
+        "arms": per_arm,
+        "effect": effect,
+        "rows": rows,
+        "figure": figure.name,
+    }
+    write_result(ctx, result)
+    return result
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-")
+
+
+def _test(result: dict[str, Any], key: str) -> float | None:
+    return None if result["diverged"] or not result["test"] else float(result["test"][key])
+
+
+def _last(result: dict[str, Any], key: str) -> float | None:
+    return float(result["records"][-1][key]) if result["records"] else None
+
+
+def plot_arms(per_arm: dict[str, Any], path: Path, title: str) -> Path:
+    """Left: training error per epoch, every seed (first arm solid, second dashed). Right: test
+    top-1 error per seed (dots) and the mean (bar) of each arm."""
+    from alexnet.viz.common import new_figure, save
+
+    fig = new_figure(900, 380)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for (arm, data), style in zip(per_arm.items(), ("-", "--"), strict=True):
+        for i, curve in enumerate(data["curves"]):
+            x = range(1, len(curve) + 1)
+            left.plot(x, [100 * e for e in curve], style, color="k", label=arm if i == 0 else None)
+    left.set(xlabel="epoch", ylabel="training error (%)", title="running training error")
+    left.legend(fontsize=8)
+    for i, data in enumerate(per_arm.values()):
+        values = [100 * v for v in data["test_top1_err"]["per_seed"] if v is not None]
+        if values:
+            right.bar(i, sum(values) / len(values), color="0.8", width=0.6)
+            right.plot([i] * len(values), values, "ko")
+    right.set_xticks(range(len(per_arm)), list(per_arm), fontsize=8)
+    right.set(ylabel="test top-1 error (%)", title="test error per seed")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
