@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("embed", "fc7 features of image files, saved as .npy"),
     "export": ("export", "export weights to onnx, safetensors, torchscript or torchvision"),
     "release": ("release", "strip a checkpoint to a weights file named by content hash"),
+    "experiment": ("experiment", "reproduce one of the paper's claims; `page` writes results.md"),
     "figures": ("figures", "PNG figures of a run: curves, conv1 kernels, predictions, neighbours"),
     "report": ("report", "one self-contained HTML page for a run (config, metrics, figures)"),
     "anomaly": ("anomaly", "fit/score/eval a k-NN anomaly detector on pooled conv features"),
