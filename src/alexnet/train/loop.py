@@ -79,6 +79,7 @@ class Trainer:
         self.schedule = LRSchedule(self.optimizer, config)
         self.progress = Progress()
         self.log: RunLog | None = None
+        self._stuck = 0  # consecutive steps with the loss near ln(num_classes)
         self.memory_format = memory_format(device, precision)
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -196,7 +197,7 @@ class Trainer:
             meter.load_sums(torch.tensor(prog.train_sums, dtype=torch.float64))
         bar = self._bar(prog.batch_in_epoch)
         start = time.perf_counter()
-        seen, stuck, ln_c = 0, 0, math.log(self.num_classes)
+        seen, ln_c = 0, math.log(self.num_classes)
         for images, labels in self.train_loader.epoch(prog.epoch, start_batch=prog.batch_in_epoch):
             logits, loss = self.train_step(images, labels)
             meter.update(logits, labels, loss * labels.numel())
@@ -204,11 +205,11 @@ class Trainer:
             prog.batch_in_epoch += 1
             seen += labels.numel() * self.ctx.world_size
             img_per_s = seen / max(time.perf_counter() - start, 1e-9)
-            stuck = stuck + 1 if abs(loss - ln_c) < 0.02 * ln_c else 0
-            if stuck == cfg.stuck_steps and self.ctx.is_main:
+            self._stuck = self._stuck + 1 if abs(loss - ln_c) < 0.02 * ln_c else 0
+            if self._stuck == cfg.stuck_steps and self.ctx.is_main:
                 print(
                     f"warning: the loss has stayed at ln({self.num_classes}) = {ln_c:.2f} for "
-                    f"{stuck} steps (step {prog.step}): a dead start (reference section 1); "
+                    f"{self._stuck} steps (step {prog.step}): a dead start (reference section 1); "
                     "try a smaller init std, bias 0.1 instead of 1, or another --lr",
                     file=sys.stderr,
                 )

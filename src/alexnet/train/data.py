@@ -1,0 +1,131 @@
+"""The loaders and the model of a run, from the prepared splits and the config.
+
+Splits: `train` trains; `val` (or, when there is none, `val_split` of train held out) drives
+the learning-rate schedule and the best checkpoint; `test` is used only for the final numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from alexnet.train.config import TrainConfig
+from alexnet.train.distributed import DistContext
+
+
+class StoreSubset:
+    """The samples `indices` of a store, with the attributes the loader reads."""
+
+    def __init__(self, store: Any, indices: np.ndarray) -> None:
+        self.base, self.indices = store, np.asarray(indices, dtype=np.int64)
+        self.labels = store.labels[self.indices]
+        self.shapes = store.shapes[self.indices]
+        for name in ("path", "stats", "classes", "class_names", "image_size", "channels"):
+            setattr(self, name, getattr(store, name))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def image(self, index: int) -> np.ndarray:
+        return self.base.image(int(self.indices[index]))
+
+
+def hold_out(store: Any, fraction: float, seed: int) -> tuple[StoreSubset, StoreSubset]:
+    """(train, val) parts of `store`: a seeded random `fraction` is held out for validation."""
+    n = len(store)
+    n_val = round(n * fraction)
+    if not 0 < n_val < n:
+        raise ValueError(f"val_split {fraction} of {n} images of {store.path} leaves an empty part")
+    order = np.random.Generator(np.random.PCG64([seed, 0x5EED])).permutation(n)
+    return StoreSubset(store, np.sort(order[n_val:])), StoreSubset(store, np.sort(order[:n_val]))
+
+
+@dataclass
+class RunData:
+    """The stores and loaders of one run (val/test loaders are None when absent)."""
+
+    train_store: Any
+    train: Any
+    val: Any
+    test: Any
+    test_ten: Any
+    test_split: str
+    crop_size: int
+    input_device: torch.device | None = None
+
+
+def build_loaders(
+    config: TrainConfig, splits: dict[str, Path], batch: int, ctx: DistContext
+) -> RunData:
+    """Train, val and test loaders for this rank (per-rank batch `batch`)."""
+    from alexnet.data.loader import make_loader
+    from alexnet.data.store import open_store
+    from alexnet.models import model_defaults
+
+    store = open_store(splits["train"])
+    train_part, val_part = store, None
+    if "val" in splits:
+        val_part = open_store(splits["val"])
+    elif config.val_split > 0:
+        train_part, val_part = hold_out(store, config.val_split, config.seed)
+    crop = int(config.model_options.get("input_size", model_defaults(config.model)["input_size"]))
+    common = {
+        "crop_size": crop, "seed": config.seed, "rank": ctx.rank, "world_size": ctx.world_size,
+        "workers": config.workers, "stats": store.stats, "normalize": config.normalize,
+    }  # fmt: skip
+
+    def evaluation(part: Any, ten_crop: bool = False) -> Any:
+        if part is None:
+            return None
+        return make_loader(part, train=False, batch_size=batch, ten_crop=ten_crop, **common)
+
+    train = make_loader(
+        train_part, train=True, batch_size=batch, flip=config.flip, pca_std=config.pca_std,
+        drop_last=True, **common,
+    )  # fmt: skip
+    test_split = "test" if "test" in splits else ("val" if val_part is not None else "")
+    test_store = open_store(splits["test"]) if "test" in splits else val_part
+    return RunData(
+        train_store=store, train=train, val=evaluation(val_part), test=evaluation(test_store),
+        test_ten=evaluation(test_store, ten_crop=True), test_split=test_split, crop_size=crop,
+    )  # fmt: skip
+
+
+def build_model(
+    config: TrainConfig, data: RunData, device: torch.device, precision: str, ctx: DistContext
+) -> tuple[nn.Module, nn.Module]:
+    """(the model the loop calls, the bare model): towers split or DDP-wrapped as configured.
+
+    `in_chans` and `num_classes` come from the data unless the recipe sets them.
+    """
+    from alexnet.models import create_model
+    from alexnet.runtime import prepare_model
+
+    store = data.train_store
+    options = {"in_chans": int(store.channels), **config.model_options}
+    options.pop("num_classes", None)
+    core = create_model(config.model, num_classes=len(store.classes), **options)
+    if config.reinit == "torch":
+        for layer in core.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                layer.reset_parameters()
+    if config.towers:
+        from alexnet.train.towers import TwoTowerAlexNet
+
+        devices = [d.strip() for d in config.towers.split(",")]
+        core = TwoTowerAlexNet(core, devices)
+        data.input_device = core.devices[0]
+        model: nn.Module = core
+    else:
+        core = model = prepare_model(core, device, precision)
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" and not config.towers else None
+        model = DistributedDataParallel(model, device_ids=ids)
+    return model, core

@@ -1,0 +1,227 @@
+"""One training run end to end: devices, data, model, run dir, `Trainer.fit`, final test numbers.
+
+Device and distributed setup happen once, here, at the top; the loop itself is in `loop.py`.
+The test split is evaluated only after training, for the final numbers; learning-rate decisions
+use the val split (or `val_split` of train held out), never the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from alexnet.train.checkpoint import export_safetensors, load_checkpoint
+from alexnet.train.config import TrainConfig, config_to_dict, make_config
+from alexnet.train.distributed import (
+    DistContext,
+    barrier,
+    cleanup,
+    init_distributed,
+    per_rank_batch,
+    pick_device,
+)
+from alexnet.train.loop import Trainer
+
+
+def cache_dir() -> Path:
+    """Where named data sets are prepared on the fly: $ALEXNET_CACHE or ~/.cache/alexnet."""
+    return Path(os.environ.get("ALEXNET_CACHE") or Path.home() / ".cache" / "alexnet")
+
+
+def data_splits(spec: str, image_size: int, ctx: DistContext, quiet: bool) -> dict[str, Path]:
+    """{split: store dir}: `spec` as a prepared dir, else prepared into the cache once."""
+    from alexnet.data.prepare import ensure_prepared, find_splits
+
+    path = Path(spec)
+    if path.is_dir() and any((path / s / "meta.json").is_file() for s in ("train", "val", "test")):
+        return find_splits(path)
+    if ctx.is_main:  # one rank prepares, the others wait and then find it complete
+        out = ensure_prepared(spec, cache_dir(), image_size, quiet=quiet)
+    barrier(ctx)
+    if not ctx.is_main:
+        out = ensure_prepared(spec, cache_dir(), image_size, quiet=True)
+    return find_splits(out)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same run: torch (init, dropout), numpy and python generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_preprocess(store: Any, crop_size: int, normalize: str) -> dict[str, Any]:
+    """The checkpoint's `preprocess` entry (docs/architecture.md) from the train store."""
+    if store.stats is None:
+        raise ValueError(f"{store.path}: the train split has no statistics (stats.npz)")
+    pre: dict[str, Any] = {
+        "image_size": int(store.image_size),
+        "crop_size": int(crop_size),
+        "in_chans": int(store.channels),
+        "normalize": normalize,
+        "classes": list(store.class_names),
+    }
+    if normalize == "mean_image":
+        pre["mean_image"] = torch.from_numpy(np.asarray(store.stats.mean_image, np.float32))
+    elif normalize == "channel":
+        pre["mean"] = [float(v) for v in store.stats.channel_mean]
+        pre["std"] = [float(v) for v in store.stats.channel_std]
+    else:
+        raise ValueError(f"normalize {normalize!r} must be mean_image or channel")
+    return pre
+
+
+def eval_stats(pre: Any) -> Any:
+    """Loader statistics from a weights file's preprocessing (Preprocess): its mean image or
+    per-channel mean/std. Evaluation draws no lighting noise, so the PCA fields stay neutral."""
+    from alexnet.data.stats import DataStats
+
+    c = int(pre.in_chans)
+    mean = np.asarray(pre.mean if pre.mean is not None else np.zeros(c), np.float32)
+    std = np.asarray(pre.std if pre.std is not None else np.ones(c), np.float32)
+    mean_image = (
+        pre.mean_image.numpy().astype(np.float32)
+        if pre.mean_image is not None
+        else np.zeros((pre.image_size, pre.image_size, c), np.float32)
+    )
+    eye = np.eye(c)
+    return DataStats(mean_image, mean, std, eye, np.zeros(c), eye, pixel_count=0)
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    """runs/<model>-<data>-<UTC time>."""
+    data = Path(config.data.rstrip("/")).name or "data"
+    return Path("runs") / f"{config.model}-{data}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def write_run_files(run_dir: Path, config: TrainConfig) -> None:
+    """config.yaml (the resolved config) and command.txt (the exact command line)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    world = os.environ.get("WORLD_SIZE", "1")
+    prefix = f"# torchrun, WORLD_SIZE={world}\n" if world != "1" else ""
+    with (run_dir / "command.txt").open("a") as handle:
+        handle.write(prefix + shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) + "\n")
+
+
+def resume_config(run_dir: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict]:
+    """The saved run's config with the flags given now on top, and its last checkpoint."""
+    ckpt = load_checkpoint(run_dir)
+    config = make_config(ckpt["config"], {**overrides, "out": str(run_dir)})
+    return config, ckpt
+
+
+def train(
+    config: TrainConfig | None,
+    *,
+    resume: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run training as configured, or continue run dir `resume` (then `config` is ignored and
+    `overrides` apply to the saved config; an `lr` among them changes the lr by hand)."""
+    ckpt, lr_override = None, None
+    if resume:
+        overrides = dict(overrides or {})
+        lr_override = overrides.get("lr")
+        config, ckpt = resume_config(resume, overrides)
+    if config is None:
+        raise ValueError("train needs a config or a run dir to resume")
+    device = pick_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    ctx = init_distributed(device)
+    try:
+        return _train(config, ctx, device, ckpt, lr_override)
+    finally:
+        cleanup(ctx)
+
+
+def _train(
+    config: TrainConfig,
+    ctx: DistContext,
+    device: torch.device,
+    ckpt: dict[str, Any] | None,
+    lr_override: float | None,
+) -> dict[str, Any]:
+    from alexnet.runtime import best_precision, configure_threads
+    from alexnet.train.data import build_loaders, build_model
+
+    configure_threads(config.threads or None)
+    precision = best_precision(device) if config.precision == "auto" else config.precision
+    seed_everything(config.seed)
+    splits = data_splits(config.data, config.image_size, ctx, config.quiet)
+    if "train" not in splits:
+        raise ValueError(f"--data {config.data}: no train split (found {sorted(splits)})")
+    batch = per_rank_batch(config.batch_size, ctx.world_size)
+    data = build_loaders(config, splits, batch, ctx)
+    model, core = build_model(config, data, device, precision, ctx)
+    preprocess = make_preprocess(data.train_store, core.input_size, config.normalize)
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    config = make_config(config_to_dict(config), {"out": str(run_dir)})
+    trainer = Trainer(
+        config, model, data.train, data.val, preprocess=preprocess, run_dir=run_dir,
+        device=data.input_device or device, precision=precision, ctx=ctx,
+    )  # fmt: skip
+    if ckpt is not None:
+        trainer.load_state(ckpt, lr_override)
+    if ctx.is_main:
+        write_run_files(run_dir, config)
+        if not config.quiet:
+            print(f"run dir {run_dir}; {config.model} on {config.data}, {precision}, {device}")
+    trainer.fit(resume_step=None if ckpt is None else trainer.progress.step)
+    result = final_test(trainer, data, config, precision)
+    if ctx.is_main:
+        _finish(trainer, result, run_dir, config)
+    return result
+
+
+def final_test(trainer: Trainer, data: Any, config: TrainConfig, precision: str) -> dict:
+    """Top-1/top-5 on the test split (else val) with the final weights."""
+    from alexnet.eval.evaluate import evaluate
+
+    loader = data.test_ten if config.ten_crop_test else data.test
+    if loader is None:
+        return {}
+    result = evaluate(
+        trainer.model, loader.epoch(0), num_classes=trainer.num_classes,
+        device=trainer.device, precision=precision, ten_crop=config.ten_crop_test,
+    )  # fmt: skip
+    return {"split": data.test_split, "ten_crop": config.ten_crop_test, **result}
+
+
+def _finish(trainer: Trainer, result: dict, run_dir: Path, config: TrainConfig) -> None:
+    if result:
+        (run_dir / "test_metrics.json").write_text(json.dumps(result, indent=1))
+        print(
+            f"final {result['split']} ({result['count']} images"
+            f"{', ten crops' if result['ten_crop'] else ''}): top-1 acc {result['top1_acc']:.4f}"
+            f" (err {result['top1_err']:.4f}), top-5 acc {result['top5_acc']:.4f}"
+            f" (err {result['top5_err']:.4f})"
+        )
+    if config.safetensors:
+        core = trainer.core
+        if hasattr(core, "grouped_state_dict"):
+            core = _rebuilt(core)
+        meta = {"model_name": core.model_name, "model_options": json.dumps(core.model_options)}
+        export_safetensors(core, run_dir / "model.safetensors", meta)
+    print(f"run dir: {run_dir}")
+
+
+def _rebuilt(split: Any) -> torch.nn.Module:
+    """The single-device grouped model holding a tower split's weights (for export)."""
+    from alexnet.models import create_model
+
+    options = dict(split.model_options)
+    model = create_model(split.model_name, **options)
+    model.load_state_dict(split.grouped_state_dict())
+    return model
