@@ -18,6 +18,8 @@ from alexnet import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "list-models": ("models", "list the registered model names"),
     "prepare": ("prepare", "decode, rescale and centre-crop a data set once into a fast store"),
+    "train": ("train", "train a model (no arguments: the Fashion-MNIST default run)"),
+    "evaluate": ("evaluate", "top-1/top-5 error of a run or checkpoint, centre or ten crops"),
     "predict": ("predict", "top-k classes of image files with trained weights"),
     "embed": ("embed", "fc7 features of image files, saved as .npy"),
     "export": ("export", "export weights to onnx, safetensors, torchscript or torchvision"),
@@ -26,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("figures", "PNG figures of a run: curves, conv1 kernels, predictions, neighbours"),
     "report": ("report", "one self-contained HTML page for a run (config, metrics, figures)"),
     "anomaly": ("anomaly", "fit/score/eval a k-NN anomaly detector on pooled conv features"),
+    "bench": ("bench", "training/inference speed side by side: matmul ceiling, LRN, baseline"),
 }
 
 
@@ -54,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
     if from_command_line and verb in COMMANDS:
-        from alexnet.allocator import reexec_with_tcmalloc
+        from alexnet.allocator import prepare_process
 
-        reexec_with_tcmalloc()  # returns only where tcmalloc is loaded, absent or switched off
+        prepare_process()  # OpenMP wait policy; re-exec under tcmalloc (see alexnet.allocator)
     parser = build_parser(verb if verb in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.verb is None:
