@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from alexnet.data.stats import DataStats
 from alexnet.data.store import ImageStore
 from alexnet.data.transforms import (
+    CropWriter,
     center_position,
-    crop_into,
     lighting_offsets,
     random_position,
     ten_crop_positions,
@@ -78,11 +78,12 @@ class Loader:
         self.ten_crop = ten_crop and not train
         self.drop_last = drop_last
         s = self.stats
-        self._mean_chw = (
+        mean_chw = (
             np.ascontiguousarray(s.mean_image.transpose(2, 0, 1), np.float32)
             if normalize == "mean_image"
             else None
         )
+        self._crop = CropWriter(crop_size, mean_chw)
         self._shift = np.zeros(store.channels, np.float32)  # added after the crop (channel mode)
         self._scale = np.ones(store.channels, np.float32)
         if normalize == "channel":
@@ -115,19 +116,19 @@ class Loader:
         light = np.zeros((len(idx), c), np.float32)
         alphas = np.zeros((len(idx), c))
         for k, i in enumerate(idx.tolist()):
-            img = self.store.image(i)
-            h, w = img.shape[:2]
+            img = self.store.image_chw(i)
+            h, w = img.shape[1:]
             if self.train:
                 rng = np.random.Generator(np.random.PCG64([self.seed, epoch, i]))
                 top, left = random_position(rng, h, w, size)
                 flip = bool(rng.random() < 0.5) and self.flip
                 alphas[k] = rng.normal(0.0, 1.0, size=c) * self.pca_std
-                crop_into(out[k, 0], img, top, left, size, flip, self._mean_chw)
+                self._crop(out[k, 0], img, top, left, flip)
             elif self.ten_crop:
                 for v, (top, left) in enumerate(ten_crop_positions(h, w, size) * 2):
-                    crop_into(out[k, v], img, top, left, size, v >= 5, self._mean_chw)
+                    self._crop(out[k, v], img, top, left, v >= 5)
             else:
-                crop_into(out[k, 0], img, *center_position(h, w, size), size, False, self._mean_chw)
+                self._crop(out[k, 0], img, *center_position(h, w, size), False)
         if self.train and self.pca_std > 0:
             light = lighting_offsets(alphas, self.stats.eigval, self.stats.eigvec)
         shift = (light + self._shift[None, :])[:, None, :, None, None]

@@ -47,7 +47,10 @@ def _process_chunk(indices: range) -> tuple[list[tuple], StatsAccumulator | None
             continue
         if img.shape[2] != job["channels"]:
             img = img[:, :, :1] if job["channels"] == 1 else np.repeat(img, 3, axis=2)
-        data = img.tobytes() if job["encoding"] == "raw" else encode_jpeg(img, job["quality"])
+        if job["encoding"] == "raw":
+            data = np.ascontiguousarray(img.transpose(2, 0, 1)).tobytes()  # planar, see store
+        else:
+            data = encode_jpeg(img, job["quality"])
         results.append((i, data, img.shape, ""))
         if acc is not None:
             acc.add(img)

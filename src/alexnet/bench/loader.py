@@ -1,0 +1,337 @@
+"""Data-loading benchmark: the pytorch/examples recipe against the prepared store + loader.
+
+    python -m alexnet.bench.loader [--images 256] [--steps 6] [--model alexnet_owt]
+
+On the same realistic JPEGs (~500x375 crops of real photos, `alexnet.data.photos`) it measures,
+side by side in one run:
+(a) the pytorch/examples ImageNet recipe without torchvision: PIL decode + RGB, RandomResizedCrop
+    224 (scale 0.08-1, ratio 3/4-4/3), flip, to tensor, normalize; per core (one process, one
+    thread), batches collated as a DataLoader would;
+(b) the prepared store (256x256, raw and JPEG encodings) + `make_loader` with all the paper's
+    augmentations (random crop, reflection, PCA lighting, mean-image subtraction), per core;
+and a real training step (SGD on `alexnet.models.create_model`, bf16 autocast on CUDA; fp32 on
+CPU, where bf16 is emulated and 100x slower) fed by synthetic in-memory tensors, by (b) and by
+(a), each with `--workers` loader processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def random_resized_crop_box(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[int, int, int, int]:
+    """(left, top, w, h) as torchvision's RandomResizedCrop.get_params draws it."""
+    area = width * height
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
+    in_ratio = width / height  # fallback: the central crop at the nearest allowed ratio
+    w, h = width, height
+    if in_ratio < ratio[0]:
+        h = round(w / ratio[0])
+    elif in_ratio > ratio[1]:
+        w = round(h * ratio[1])
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def examples_recipe(path: str | Path, rng: np.random.Generator, crop: int = 224) -> torch.Tensor:
+    """One training sample the pytorch/examples way: (3, crop, crop) float32, normalized."""
+    with open(path, "rb") as f:
+        img = Image.open(f).convert("RGB")
+    left, top, w, h = random_resized_crop_box(rng, *img.size)
+    img = img.crop((left, top, left + w, top + h)).resize((crop, crop), Image.BILINEAR)
+    if rng.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    x = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div(255)
+    mean, std = (
+        torch.tensor(IMAGENET_MEAN)[:, None, None],
+        torch.tensor(IMAGENET_STD)[:, None, None],
+    )
+    return (x - mean) / std
+
+
+class ExamplesDataset(torch.utils.data.Dataset):
+    """The recipe over a list of files, for a torch DataLoader (per-index generator)."""
+
+    def __init__(self, files: list[Path], crop: int = 224, seed: int = 0) -> None:
+        self.files, self.crop, self.seed = files, crop, seed
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        rng = np.random.Generator(np.random.PCG64([self.seed, index]))
+        return examples_recipe(self.files[index], rng, self.crop), index % 8
+
+
+def _per_core(fn, count: int, seconds: float) -> dict:
+    """Run fn() (which processes `count` images) repeatedly for ~seconds on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fn()  # warm up: page cache, imports, allocations
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or done == 0:
+            fn()
+            done += count
+        elapsed = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    return {"img_per_s": done / elapsed, "ms_per_img": 1e3 * elapsed / done, "images": done}
+
+
+def measure_examples_recipe(
+    files: list[Path], *, crop: int = 224, batch_size: int = 64, seconds: float = 5.0
+) -> dict:
+    """(a) per core: decode, RandomResizedCrop, flip, to tensor, normalize, collate."""
+    data = ExamplesDataset(files, crop)
+    batch = min(batch_size, len(files))
+
+    def run() -> None:
+        torch.stack([data[i][0] for i in range(batch)])
+
+    return _per_core(run, batch, seconds)
+
+
+def measure_store_loader(
+    store_dir: str | Path,
+    *,
+    crop: int = 224,
+    batch_size: int = 64,
+    seconds: float = 5.0,
+    **loader_options,
+) -> dict:
+    """(b) per core: `make_loader` batches with the paper's training augmentation."""
+    from alexnet.data.loader import make_loader
+    from alexnet.data.store import open_store
+
+    loader = make_loader(
+        open_store(store_dir), train=True, crop_size=crop, batch_size=batch_size, **loader_options
+    )
+    state = {"epoch": 0, "batch": 0}
+
+    def run() -> None:
+        loader.batch(state["epoch"], state["batch"])
+        state["batch"] += 1
+        if state["batch"] == len(loader):
+            state["epoch"], state["batch"] = state["epoch"] + 1, 0
+
+    return _per_core(run, batch_size, seconds)
+
+
+def _cycle(make_epoch) -> Iterator:
+    epoch = 0
+    while True:
+        yield from make_epoch(epoch)
+        epoch += 1
+
+
+def measure_training(
+    feed: Iterator | None,
+    *,
+    model_name: str = "alexnet_owt",
+    batch_size: int = 64,
+    steps: int = 6,
+    device: str = "cpu",
+    num_classes: int = 1000,
+) -> dict:
+    """Training img/s of one SGD step per batch, fed by `feed` (None: one in-memory batch)."""
+    from alexnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=num_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    s = model.input_size
+    fixed = (torch.randn(batch_size, 3, s, s), torch.randint(0, num_classes, (batch_size,)))
+
+    def step() -> None:
+        x, y = next(feed) if feed is not None else fixed
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm up (and let loader workers start)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    return {"img_per_s": steps * batch_size / elapsed, "steps": steps, "device": device}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def build_benchmark_data(root: str | Path, images: int, *, workers: int | None = None) -> dict:
+    """Photo JPEGs in ROOT/photos (8 classes) and their prepared stores ROOT/raw, ROOT/jpeg."""
+    from alexnet.data.photos import write_photo_folder
+    from alexnet.data.prepare import prepare
+
+    root = Path(root)
+    files = write_photo_folder(root / "photos", classes=8, per_class=max(1, images // 8))
+    stores = {}
+    for encoding in ("raw", "jpeg"):
+        prepare(
+            root / "photos",
+            root / encoding,
+            size=256,
+            encoding=encoding,
+            workers=workers,
+            quiet=True,
+        )
+        stores[encoding] = root / encoding / "train"
+    sizes = {e: (d / "data.bin").stat().st_size / len(files) for e, d in stores.items()}
+    jpeg_bytes = sum(f.stat().st_size for f in files) / len(files)
+    return {"files": files, "stores": stores, "bytes_per_image": sizes, "source_bytes": jpeg_bytes}
+
+
+def _examples_feed(files: list[Path], batch_size: int, workers: int, crop: int) -> Iterator:
+    data = ExamplesDataset(files, crop)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
+    return _cycle(lambda _: iter(loader))
+
+
+def _store_feed(store_dir: Path, batch_size: int, workers: int, crop: int) -> Iterator:
+    from alexnet.data.loader import make_loader
+    from alexnet.data.store import open_store
+
+    loader = make_loader(
+        open_store(store_dir), train=True, crop_size=crop, batch_size=batch_size, workers=workers
+    )
+    return _cycle(loader.epoch)
+
+
+def run_benchmark(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """All measurements of the module docstring; rows (what, value, note)."""
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        data = build_benchmark_data(tmp, args.images)
+        files, stores, per_image = data["files"], data["stores"], data["bytes_per_image"]
+        a = measure_examples_recipe(files, crop=args.crop, seconds=args.seconds)
+        b = measure_store_loader(stores["raw"], crop=args.crop, seconds=args.seconds)
+        bj = measure_store_loader(stores["jpeg"], crop=args.crop, seconds=args.seconds)
+        rows = [
+            (
+                "(a) pytorch/examples recipe, per core",
+                f"{a['img_per_s']:.0f} img/s",
+                f"{a['ms_per_img']:.2f} ms/img, {data['source_bytes'] / 1e3:.0f} kB/JPEG",
+            ),
+            (
+                "(b) store (raw) + paper augmentation, per core",
+                f"{b['img_per_s']:.0f} img/s",
+                f"{b['ms_per_img']:.2f} ms/img, {per_image['raw'] / 1e3:.0f} kB/img",
+            ),
+            (
+                "(b') store (JPEG q95) + paper augmentation",
+                f"{bj['img_per_s']:.0f} img/s",
+                f"{bj['ms_per_img']:.2f} ms/img, {per_image['jpeg'] / 1e3:.0f} kB/img",
+            ),
+            (
+                "ratio (b) / (a), per core",
+                f"{b['img_per_s'] / a['img_per_s']:.1f}x",
+                "target >= 5x",
+            ),
+            ("ratio (b') / (a), per core", f"{bj['img_per_s'] / a['img_per_s']:.1f}x", ""),
+        ]
+        if args.steps > 0:
+            rows += _training_rows(args, files, stores["raw"])
+    return rows
+
+
+def _training_rows(args: argparse.Namespace, files: list[Path], store: Path) -> list[tuple]:
+    kw = {
+        "model_name": args.model,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "device": args.device,
+    }
+    from alexnet.models import create_model
+
+    crop = create_model(args.model).input_size
+    synthetic = measure_training(None, **kw)
+    fed_b = measure_training(_store_feed(store, args.batch_size, args.workers, crop), **kw)
+    fed_a = measure_training(_examples_feed(files, args.batch_size, args.workers, crop), **kw)
+    note = f"{args.model}, batch {args.batch_size}, {args.device}, {args.workers} loader workers"
+    s = synthetic["img_per_s"]
+    return [
+        ("train on synthetic in-memory tensors", f"{s:.1f} img/s", note),
+        (
+            "train fed by (b) store + loader",
+            f"{fed_b['img_per_s']:.1f} img/s",
+            f"{100 * fed_b['img_per_s'] / s:.0f}% of synthetic (target >= 90%)",
+        ),
+        (
+            "train fed by (a) pytorch/examples recipe",
+            f"{fed_a['img_per_s']:.1f} img/s",
+            f"{100 * fed_a['img_per_s'] / s:.0f}% of synthetic",
+        ),
+    ]
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    for what, value, note in rows:
+        print(f"{what:<{width}}  {value:>12}  {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m alexnet.bench.loader",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--images", type=int, default=256, help="photo JPEGs to build")
+    parser.add_argument("--crop", type=int, default=224, help="crop for the per-core rows")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per per-core measurement")
+    parser.add_argument("--model", default="alexnet_owt", help="model for the training rows")
+    parser.add_argument("--batch-size", type=int, default=None, help="training batch")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (0: skip training)")
+    parser.add_argument("--workers", type=int, default=None, help="loader processes")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
+    args = parser.parse_args(argv)
+    on_cpu = args.device == "cpu"  # CPU steps take seconds: small defaults there
+    args.batch_size = args.batch_size or (16 if on_cpu else 256)
+    args.steps = args.steps if args.steps is not None else (3 if on_cpu else 20)
+    args.workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
+    print_table(run_benchmark(args))
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
