@@ -152,6 +152,7 @@ def test_reexec_switched_off_loaded_or_absent(fake_exec, monkeypatch):
 
 
 def test_cli_reexecs_only_from_the_command_line(fake_exec, monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     calls, _ = fake_exec
     assert cli.main(["list-models"]) == 0  # called from Python: never replaces the caller
     assert calls == []
@@ -173,3 +174,15 @@ def test_reexec_really_loads_tcmalloc(switch, expected):
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == expected, out.stderr
+
+
+def test_prepare_process_sets_passive_wait_unless_chosen(fake_exec, monkeypatch):
+    calls, _ = fake_exec
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.raises(_Exec):
+        allocator.prepare_process()
+    assert calls[0][2]["OMP_WAIT_POLICY"] == "PASSIVE"  # reaches the re-executed process
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.setenv(allocator.NO_TCMALLOC, "1")
+    allocator.prepare_process()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -1,0 +1,39 @@
+"""`alexnet bench`: the speed of this machine for AlexNet, every figure from one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes (batch 4, 2 repeats): a smoke run"
+    )
+    parser.add_argument("--batch", type=int, help="training batch size (default 128)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per row (default 5)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: one per CPU)")
+    parser.add_argument(
+        "--profile", action="store_true", help="add the profile table of one alexnet step"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from alexnet import runtime
+    from alexnet.bench.run import QUICK, Settings, run_bench
+    from alexnet.bench.text import format_results
+
+    settings = QUICK if args.quick else Settings()
+    for name in ("batch", "repeats"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                raise SystemExit(f"alexnet bench: --{name} must be >= 1, got {value}")
+            settings = dataclasses.replace(settings, **{name: value})
+    runtime.configure_threads(args.threads)
+    results = run_bench(settings, profile=args.profile)
+    print(json.dumps(results, indent=2) if args.json else format_results(results))
+    return 0
