@@ -21,7 +21,18 @@ def _floats(text: str) -> list[float]:
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run, every option spelled out (whatever argv was)."""
     parts = ["alexnet", "experiment", args.name]
-    for key in ("out", "seeds", "epochs", "data", "jobs", "threads", "lr", "lrs", "sweep_epochs"):
+    for key in (
+        "out",
+        "seeds",
+        "epochs",
+        "data",
+        "jobs",
+        "threads",
+        "lr",
+        "lrs",
+        "sweep_epochs",
+        "minutes",
+    ):
         value = getattr(args, key)
         if value is not None:
             text = ",".join(f"{v:g}" for v in value) if key == "lrs" else str(value)
@@ -44,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="learning rate (all but fig1)")
     parser.add_argument("--lrs", type=_floats, help="fig1: the sweep's rates, comma-separated")
     parser.add_argument("--sweep-epochs", type=int, help="fig1: epochs per sweep run")
+    parser.add_argument(
+        "--minutes", type=float, help="time budget: no epoch starts after it (runs cut short)"
+    )
     parser.add_argument("--docs", default="docs", help="page: the docs directory")
 
 
@@ -62,11 +76,19 @@ def run(args: argparse.Namespace) -> int:
 
     options = {"lr": args.lr, "lrs": args.lrs, "sweep_epochs": args.sweep_epochs}
     ctx = Context(
-        name=args.name, out=Path(args.out), smoke=args.smoke, seeds=args.seeds,
-        epochs=args.epochs, data=args.data, jobs=args.jobs, threads=args.threads,
+        name=args.name,
+        out=Path(args.out),
+        smoke=args.smoke,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        data=args.data,
+        jobs=args.jobs,
+        threads=args.threads,
         options={k: v for k, v in options.items() if v is not None},
         command=command_line(args),
-    )  # fmt: skip
+    )
+    if args.minutes:
+        ctx.deadline = ctx.started + 60 * args.minutes  # fmt: skip
     if ctx.seeds < 1:
         print("alexnet experiment: error: --seeds must be >= 1", file=sys.stderr)
         return 2

@@ -19,11 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+import numpy as np
 
 CIFAR_NOTE = (
     "CIFAR-10 here is the shared quality-75 JPEG copy (chroma subsampled) of the original "
@@ -45,6 +48,7 @@ class Context:
     jobs: int = 1  # training runs in parallel (separate processes)
     threads: int = 0  # torch threads per run (0: the trainer's default)
     options: dict[str, Any] = field(default_factory=dict)  # experiment-specific flags
+    deadline: float | None = None  # time.time() after which no new epoch starts
     command: str = field(default_factory=lambda: shlex.join(["alexnet", *sys.argv[1:]]))
     started: float = field(default_factory=time.time)
     _log: TextIO | None = None
@@ -83,6 +87,43 @@ def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
     return view
 
 
+def held_out_zip(source: Path, dest: Path, fraction: float = 0.1, seed: int = 0) -> Path:
+    """A copy of a `[prefix/]<split>/<class>/<file>` zip whose train split is divided into
+    `train` and `val` (a seeded `fraction` of every class) and which holds no other split, so
+    nothing tuned on it can see the test images. JPEG bytes are copied unchanged. Built once."""
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    rng = np.random.default_rng(seed)
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zout:
+        by_class: dict[str, list[str]] = {}
+        for name in zin.namelist():
+            parts = name.split("/")
+            if len(parts) >= 3 and parts[-3] == "train" and not name.endswith("/"):
+                by_class.setdefault(parts[-2], []).append(name)
+        if not by_class:
+            raise ValueError(f"{source}: no train/<class>/<file> members to hold out from")
+        for cls in sorted(by_class):
+            names = sorted(by_class[cls])
+            val = set(rng.permutation(len(names))[: round(len(names) * fraction)].tolist())
+            for i, name in enumerate(names):
+                split = "val" if i in val else "train"
+                zout.writestr(f"{split}/{cls}/{name.rsplit('/', 1)[1]}", zin.read(name))
+    tmp.replace(dest)
+    return dest
+
+
+def source_zip(spec: str) -> Path:
+    """The zip behind a data spec: the shared CIFAR-10 zip for `cifar10`, else `spec` itself."""
+    from alexnet.data.sources import default_cifar10_zip
+
+    path = default_cifar10_zip() if spec == "cifar10" else Path(spec)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{spec}: a held-out sweep needs a zip laid out <split>/<class>/<file>")
+    return path
+
+
 def merged(*layers: dict[str, Any]) -> dict[str, Any]:
     """Config layers overlaid in order; `model_options` merge key by key (as make_config does)."""
     out: dict[str, Any] = {}
@@ -108,11 +149,14 @@ def fit(
     run_dir: Path,
     epochs: int,
     until: Callable[[list[dict[str, Any]]], bool] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train the config `layer` (TrainConfig fields) into `run_dir` for `epochs`, or until
-    `until(epoch records)` holds; returns records, test metrics, seconds and divergence.
+    `until(epoch records)` holds; returns records, test metrics, seconds, divergence, and
+    `cut_short` when `deadline` (a time.time()) stopped it first.
 
-    Continues a run directory left by an earlier, stopped invocation.
+    With `until` or `deadline` it trains one epoch per call. Continues a run directory left by
+    an earlier, stopped invocation.
     """
     from dataclasses import replace
 
@@ -127,9 +171,13 @@ def fit(
     )
     start, diverged = time.perf_counter(), False
     records = epoch_records(run_dir)
+
+    def done() -> bool:
+        return len(records) >= epochs or bool(until and records and until(records))
+
     with (run_dir / "train.log").open("a") as sink, contextlib.redirect_stdout(sink):
-        while len(records) < epochs and not (until and records and until(records)):
-            target = len(records) + 1 if until else epochs
+        while not done() and (deadline is None or time.time() < deadline):
+            target = len(records) + 1 if until or deadline else epochs
             try:
                 if (run_dir / "checkpoints" / "last.pt").is_file():
                     train(None, resume=str(run_dir), overrides={"epochs": target})
@@ -146,13 +194,14 @@ def fit(
         "test": json.loads(test_path.read_text()) if test_path.is_file() else None,
         "seconds": time.perf_counter() - start,
         "diverged": diverged,
+        "cut_short": not diverged and not done(),
         "run_dir": str(run_dir),
     }
 
 
-def _fit_task(args: tuple[dict[str, Any], str, int, Any]) -> dict[str, Any]:
-    layer, run_dir, epochs, until = args
-    return fit(layer, Path(run_dir), epochs, until)
+def _fit_task(args: tuple[dict[str, Any], str, int, Any, float | None]) -> dict[str, Any]:
+    layer, run_dir, epochs, until, deadline = args
+    return fit(layer, Path(run_dir), epochs, until, deadline)
 
 
 def fit_all(
@@ -167,7 +216,7 @@ def fit_all(
     results: dict[str, dict[str, Any]] = {}
     if ctx.jobs <= 1:
         for key, layer, run_dir, epochs, until in tasks:
-            results[key] = fit(layer, run_dir, epochs, until)
+            results[key] = fit(layer, run_dir, epochs, until, ctx.deadline)
             ctx.log(f"{key}: {describe(results[key])}")
         return results
     import multiprocessing
@@ -175,7 +224,7 @@ def fit_all(
     spawn = multiprocessing.get_context("spawn")  # no fork of a threaded torch process
     with ProcessPoolExecutor(max_workers=ctx.jobs, mp_context=spawn) as pool:
         futures = {
-            key: pool.submit(_fit_task, (layer, str(run_dir), epochs, until))
+            key: pool.submit(_fit_task, (layer, str(run_dir), epochs, until, ctx.deadline))
             for key, layer, run_dir, epochs, until in tasks
         }
         for key, future in futures.items():
@@ -192,7 +241,11 @@ def describe(result: dict[str, Any]) -> str:
         text += f", last train top-1 err {last['train_top1_err']:.4f}"
     if result["test"]:
         text += f", test top-1 err {result['test']['top1_err']:.4f}"
-    return text + (" (diverged)" if result["diverged"] else "")
+    return (
+        text
+        + (" (diverged)" if result["diverged"] else "")
+        + (" (cut short by the deadline)" if result["cut_short"] else "")
+    )
 
 
 def summary(values: Sequence[float | None]) -> dict[str, Any]:

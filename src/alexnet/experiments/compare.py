@@ -53,6 +53,8 @@ def run_comparison(
             "test_top5_err": summary([_test(r, "top5_err") for r in runs]),
             "final_train_top1_err": summary([_last(r, "train_top1_err") for r in runs]),
             "diverged": [r["diverged"] for r in runs],
+            "cut_short": [r["cut_short"] for r in runs],
+            "epochs_run": [len(r["records"]) for r in runs],
             "seconds": [round(r["seconds"], 1) for r in runs],
             "curves": [[e["train_top1_err"] for e in r["records"]] for r in runs],
         }

@@ -137,6 +137,13 @@ def _section(name: str, result: dict[str, Any], older: list[dict[str, Any]]) -> 
             f"No tanh run reached 25% within the cap: the ratio is at least {bound:.1f}x.",
             "",
         ]
+    cut = [arm for arm, data in result.get("arms", {}).items() if any(data.get("cut_short", []))]
+    if cut:
+        lines += [
+            f"Cut short by the time budget (fewer epochs than planned): {', '.join(cut)}; "
+            "see epochs_run in the JSON.",
+            "",
+        ]
     if "sweep" in result:
         lines += _sweep_lines(result["sweep"])
     lines += [*_facts(result), ""]

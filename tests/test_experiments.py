@@ -1,0 +1,154 @@
+"""The paper's-claims experiments: their arithmetic against hand-computed values, the results
+page against the numbers it is generated from, and each experiment alive in smoke mode."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alexnet.cli import main
+from alexnet.experiments import EXPERIMENTS
+from alexnet.experiments.common import fit, held_out_zip, merged, summary
+from alexnet.experiments.fig1 import epochs_to
+from alexnet.experiments.results_page import publish
+from alexnet.experiments.towers import permutation_p, tower_gap
+
+
+def test_epochs_to_interpolates_between_epoch_ends() -> None:
+    # 0.3 after epoch 2, 0.2 after epoch 3: 25% is crossed half-way, at 2.5; first whole epoch 3
+    assert epochs_to([0.6, 0.3, 0.2]) == pytest.approx((2.5, 3))
+    # from chance (0.9 at x = 0) to 0.1 after epoch 1: (0.9 - 0.25) / 0.8 of the way
+    assert epochs_to([0.1]) == pytest.approx((0.8125, 1))
+    assert epochs_to([0.5, 0.4, 0.26]) == (None, None)
+
+
+def test_summary_matches_statistics_and_counts_missing() -> None:
+    values = [6.5, 5.25, None, 7.0]
+    out = summary(values)
+    have = [6.5, 5.25, 7.0]
+    assert out["mean"] == pytest.approx(statistics.fmean(have))
+    assert out["std"] == pytest.approx(statistics.stdev(have))
+    assert (out["n"], out["missing"], out["min"], out["max"]) == (3, 1, 5.25, 7.0)
+    assert summary([None]) == {"per_seed": [None], "n": 0, "missing": 1}
+
+
+def test_merged_layers_merge_model_options_key_by_key() -> None:
+    base = {"lr": 0.01, "model_options": {"input_size": 67, "init": "kaiming"}}
+    arm = {"model_options": {"pool": "nonoverlap"}, "lr": 0.02}
+    out = merged(base, arm)
+    assert out["model_options"] == {"input_size": 67, "init": "kaiming", "pool": "nonoverlap"}
+    assert out["lr"] == 0.02 and base["model_options"] == {"input_size": 67, "init": "kaiming"}
+
+
+def test_held_out_zip_splits_train_per_class_and_drops_test(tmp_path: Path) -> None:
+    src = tmp_path / "src.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        for split, per_class in (("train", 20), ("test", 5)):
+            for cls in ("cat", "dog"):
+                for i in range(per_class):
+                    zf.writestr(f"c10/{split}/{cls}/{i:04d}.jpg", f"{split}{cls}{i}".encode())
+    out = held_out_zip(src, tmp_path / "held.zip", fraction=0.25, seed=3)
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        contents = {n: zf.read(n) for n in names}
+    for cls in ("cat", "dog"):
+        val = [n for n in names if n.startswith(f"val/{cls}/")]
+        train = [n for n in names if n.startswith(f"train/{cls}/")]
+        assert len(val) == 5 and len(train) == 15  # a quarter of each class's 20
+        assert {n.rsplit("/", 1)[1] for n in val + train} == {f"{i:04d}.jpg" for i in range(20)}
+    assert not [n for n in names if "test" in n]  # the test split never reaches a sweep
+    assert all(v == f"train{n.split('/')[1]}{int(n[-8:-4])}".encode() for n, v in contents.items())
+
+
+def test_tower_gap_and_permutation_test() -> None:
+    split = np.r_[np.full(48, 0.1), np.full(48, 0.9)]  # tower 1 grey, tower 2 colour
+    assert tower_gap(split) == pytest.approx(0.8)
+    assert permutation_p(split, permutations=500) == pytest.approx(1 / 501)
+    mixed = np.tile([0.1, 0.9], 48)  # both towers hold the same values: no gap at all
+    assert tower_gap(mixed) == pytest.approx(0.0)
+    assert permutation_p(mixed, permutations=200) == 1.0
+
+
+def test_fit_stops_at_the_target_and_continues_a_stopped_run(tmp_path: Path) -> None:
+    from alexnet.experiments.common import prepared
+    from alexnet.experiments.fig1 import base_layer
+
+    data = str(prepared("synthetic:64:32:10", 32, view=tmp_path / "data"))
+    layer = {**base_layer("relu", data), "batch_size": 32, "lr": 0.01}
+    first = fit(layer, tmp_path / "run", epochs=3, until=lambda records: True)
+    assert [r["epoch"] for r in first["records"]] == [1] and first["test"] is None
+    second = fit(layer, tmp_path / "run", epochs=2)  # picks the run up from its checkpoint
+    assert [r["epoch"] for r in second["records"]] == [1, 2]
+    assert second["records"][0] == first["records"][0] and not second["cut_short"]
+    late = fit(layer, tmp_path / "run", epochs=4, deadline=time.time())  # no epoch may start
+    assert len(late["records"]) == 2 and late["cut_short"]
+
+
+def _fake_result(name: str, finished: str, errs: list[float], figure: Path) -> dict:
+    numbers = summary(errs)
+    return {
+        "experiment": name,
+        "claim": f"claim of {name}",
+        "finished": finished,
+        "smoke": False,
+        "rows": [{"what": "test top-1 error", "paper": "11%", "ours": numbers, "unit": "%"}],
+        "epochs": 4,
+        "seeds": len(errs),
+        "wall_seconds": 90.0,
+        "git_commit": "abc123",
+        "command": f"alexnet experiment {name} --out x",
+        "figure": figure.name,
+        "hardware": {"cpu": "Test CPU", "cores": 2, "gpu": None, "torch": "2"},
+        "load_average_at_end": [1.5, 1.0, 1.0],
+    }
+
+
+def test_page_is_generated_from_the_published_results(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    runs = []
+    for i, (stamp, errs) in enumerate(
+        [("2026-01-01T00:00:00Z", [0.30, 0.32]), ("2026-01-02T00:00:00Z", [0.20, 0.25, 0.27])]
+    ):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        (run / "lrn.png").write_bytes(b"\x89PNG fake")
+        (run / "result.json").write_text(
+            json.dumps(_fake_result("lrn", stamp, errs, run / "lrn.png"))
+        )
+        runs.append(run)
+    page = publish(runs, docs).read_text()
+    # current: mean 24.0%, sd of (20, 25, 27) = 3.6 points; each seed listed
+    assert "24.0% ± 3.6 (n=3)" in page
+    assert "20.0%, 25.0%, 27.0%" in page
+    assert "Superseded: 2026-01-01T00:00:00Z" in page and "31.0%" in page
+    assert (docs / "figures" / "lrn-20260102T000000Z.png").read_bytes() == b"\x89PNG fake"
+    assert "](figures/lrn-20260102T000000Z.png)" in page
+    for other in set(EXPERIMENTS) - {"lrn"}:
+        assert f"alexnet experiment {other} --out" in page  # listed as not yet run
+    smoke = tmp_path / "smoke"
+    smoke.mkdir()
+    (smoke / "result.json").write_text(
+        json.dumps({**_fake_result("fig1", "t", [0.1], smoke), "smoke": True})
+    )
+    with pytest.raises(ValueError, match="smoke"):
+        publish([smoke], docs)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_experiment_smoke(name: str, tmp_path: Path) -> None:
+    out = tmp_path / name
+    assert main(["experiment", name, "--smoke", "--seeds", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["experiment"] == name and result["smoke"] is True
+    assert result["command"].startswith("alexnet experiment") and result["git_commit"]
+    assert result["hardware"]["cores"] >= 1 and (out / "log.txt").is_file()
+    figure = out / result["figure"]
+    assert figure.read_bytes()[:4] == b"\x89PNG" and figure.stat().st_size < 200_000
+    for row in result["rows"]:
+        assert len(row["ours"]["per_seed"]) == 1
