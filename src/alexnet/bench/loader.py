@@ -273,31 +273,45 @@ def run_benchmark(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
 
 def _training_rows(args: argparse.Namespace, files: list[Path], store: Path) -> list[tuple]:
+    """Training img/s per feed, measured in `args.rounds` rounds of (synthetic, (b), (a)) blocks
+    so that load changes on a shared machine hit all three alike; each block starts its loader
+    afresh (no batches prefetched during another block). Reports medians over rounds."""
+    from alexnet.models import create_model
+
     kw = {
         "model_name": args.model,
         "batch_size": args.batch_size,
         "steps": args.steps,
         "device": args.device,
     }
-    from alexnet.models import create_model
-
-    crop = create_model(args.model).input_size
-    synthetic = measure_training(None, **kw)
-    fed_b = measure_training(_store_feed(store, args.batch_size, args.workers, crop), **kw)
-    fed_a = measure_training(_examples_feed(files, args.batch_size, args.workers, crop), **kw)
-    note = f"{args.model}, batch {args.batch_size}, {args.device}, {args.workers} loader workers"
-    s = synthetic["img_per_s"]
+    crop, bs, w = create_model(args.model).input_size, args.batch_size, args.workers
+    feeds = {
+        "synthetic": lambda: None,
+        "store": lambda: _store_feed(store, bs, w, crop),
+        "examples": lambda: _examples_feed(files, bs, w, crop),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in feeds}
+    for _ in range(args.rounds):
+        for name, make_feed in feeds.items():
+            runs[name].append(measure_training(make_feed(), **kw)["img_per_s"])
+    syn = np.array(runs["synthetic"])
+    med = {name: float(np.median(v)) for name, v in runs.items()}
+    ratio = {name: 100 * float(np.median(np.array(v) / syn)) for name, v in runs.items()}
+    note = (
+        f"{args.model}, batch {bs}, {args.device}, {w} loader workers, median of "
+        f"{args.rounds} rounds x {args.steps} steps"
+    )
     return [
-        ("train on synthetic in-memory tensors", f"{s:.1f} img/s", note),
+        ("train on synthetic in-memory tensors", f"{med['synthetic']:.1f} img/s", note),
         (
             "train fed by (b) store + loader",
-            f"{fed_b['img_per_s']:.1f} img/s",
-            f"{100 * fed_b['img_per_s'] / s:.0f}% of synthetic (target >= 90%)",
+            f"{med['store']:.1f} img/s",
+            f"{ratio['store']:.0f}% of synthetic (target >= 90%)",
         ),
         (
             "train fed by (a) pytorch/examples recipe",
-            f"{fed_a['img_per_s']:.1f} img/s",
-            f"{100 * fed_a['img_per_s'] / s:.0f}% of synthetic",
+            f"{med['examples']:.1f} img/s",
+            f"{ratio['examples']:.0f}% of synthetic",
         ),
     ]
 
@@ -321,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="training batch")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (0: skip training)")
     parser.add_argument("--workers", type=int, default=None, help="loader processes")
+    parser.add_argument("--rounds", type=int, default=3, help="training measurement rounds")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
     args = parser.parse_args(argv)

@@ -77,6 +77,7 @@ class Loader:
         self.workers, self.normalize, self.flip, self.pca_std = workers, normalize, flip, pca_std
         self.ten_crop = ten_crop and not train
         self.drop_last = drop_last
+        self._order: tuple[int, np.ndarray] | None = None
         s = self.stats
         mean_chw = (
             np.ascontiguousarray(s.mean_image.transpose(2, 0, 1), np.float32)
@@ -90,12 +91,17 @@ class Loader:
             self._shift, self._scale = -s.channel_mean, 1.0 / np.maximum(s.channel_std, 1e-6)
 
     def indices(self, epoch: int) -> np.ndarray:
-        """This rank's sample indices for `epoch`, in order."""
+        """This rank's sample indices for `epoch`, in order (cached: one permutation per epoch)."""
+        if self._order is not None and self._order[0] == epoch:
+            return self._order[1]
         n = len(self.store)
         if not self.train:
-            return np.arange(self.rank, n, self.world_size)
-        order = np.random.Generator(np.random.PCG64([self.seed, epoch])).permutation(n)
-        return order[: n - n % self.world_size][self.rank :: self.world_size]
+            mine = np.arange(self.rank, n, self.world_size)
+        else:
+            order = np.random.Generator(np.random.PCG64([self.seed, epoch])).permutation(n)
+            mine = order[: n - n % self.world_size][self.rank :: self.world_size]
+        self._order = (epoch, mine)
+        return mine
 
     def _drop_last(self, count: int) -> bool:
         if self.drop_last is not None:
@@ -103,7 +109,8 @@ class Loader:
         return self.train and count >= self.batch_size  # never zero batches by default
 
     def __len__(self) -> int:
-        count = len(self.indices(0))
+        n, ws = len(self.store), self.world_size
+        count = (n - n % ws) // ws if self.train else len(range(self.rank, n, ws))
         full, rest = divmod(count, self.batch_size)
         return full if self._drop_last(count) or rest == 0 else full + 1
 
