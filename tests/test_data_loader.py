@@ -159,6 +159,33 @@ def test_same_pixels_whatever_the_worker_count_and_resume(photos: Path) -> None:
     assert not torch.equal(serial[0][0], other_epoch)
 
 
+class _Subset:
+    """The minimal store protocol the loader documents (what a held-out split provides)."""
+
+    def __init__(self, store, indices: np.ndarray) -> None:
+        self.store, self.indices = store, indices
+        self.labels, self.shapes = store.labels[indices], store.shapes[indices]
+        self.channels, self.path, self.stats = store.channels, store.path, store.stats
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def image(self, index: int) -> np.ndarray:
+        return self.store.image(int(self.indices[index]))
+
+
+def test_loader_reads_any_store_like_object(photos: Path) -> None:
+    store = open_store(photos / "train")
+    picked = np.array([3, 8, 21, 30])
+    kw = {"train": False, "crop_size": CROP, "batch_size": 4, "ten_crop": True}
+    sub, _ = next(iter(make_loader(_Subset(store, picked), **kw)))
+    full, _ = make_loader(store, **kw).batch(0, 0)  # batch 0 of the full store: samples 0-3
+    direct = torch.stack(
+        [make_loader(store, **{**kw, "batch_size": 1}).batch(0, int(i))[0][0] for i in picked]
+    )
+    assert torch.equal(sub, direct) and not torch.equal(sub, full)
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_distributed_shards_disjoint_and_complete(photos: Path, train: bool) -> None:
     store, world = open_store(photos / "train"), 3

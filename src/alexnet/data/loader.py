@@ -10,6 +10,10 @@ and does not pad: rank r takes samples r, r + world_size, ..., so every sample i
 
 A batch is assembled by one worker (a torch DataLoader over batch indices), so `start_batch`
 skips batches without reading them.
+
+What the loader reads from a store (so a subset or view of one works too): `len()`, `labels`,
+`shapes`, `channels`, `path`, `stats`, `image(i)` (H, W, C); optionally `image_chw(i)` (the
+fast planar read) and `release()` (unmap after each batch, bounded RSS).
 """
 
 from __future__ import annotations
@@ -90,6 +94,10 @@ class Loader:
         if normalize == "channel":
             self._shift, self._scale = -s.channel_mean, 1.0 / np.maximum(s.channel_std, 1e-6)
 
+    def _read_chw(self, index: int) -> np.ndarray:
+        read = getattr(self.store, "image_chw", None)
+        return read(index) if read else self.store.image(index).transpose(2, 0, 1)
+
     def indices(self, epoch: int) -> np.ndarray:
         """This rank's sample indices for `epoch`, in order (cached: one permutation per epoch)."""
         if self._order is not None and self._order[0] == epoch:
@@ -123,7 +131,7 @@ class Loader:
         light = np.zeros((len(idx), c), np.float32)
         alphas = np.zeros((len(idx), c))
         for k, i in enumerate(idx.tolist()):
-            img = self.store.image_chw(i)
+            img = self._read_chw(i)
             h, w = img.shape[1:]
             if self.train:
                 rng = np.random.Generator(np.random.PCG64([self.seed, epoch, i]))
@@ -143,7 +151,8 @@ class Loader:
             out += shift
         if self.normalize == "channel":
             out *= self._scale[None, None, :, None, None]
-        self.store.release()
+        if hasattr(self.store, "release"):
+            self.store.release()
         images = torch.from_numpy(out if self.ten_crop else out[:, 0])
         return images, torch.from_numpy(self.store.labels[idx].astype(np.int64))
 
