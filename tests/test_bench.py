@@ -96,7 +96,7 @@ def _results(store_img_s: float, base_img_s: float, nn_img_s: float, share: floa
             "precision": p,
             "batch": b,
             "img_s": 1000.0 if p == "bf16" else 200.0,
-            "latency_ms": 8.0 if p == "fp32" else 20.0,
+            "latency_ms": 8.0 if p == "bf16" else 20.0,
         }
         for p in ("fp32", "bf16")
         for b in (1, 64)
@@ -111,15 +111,15 @@ def _results(store_img_s: float, base_img_s: float, nn_img_s: float, share: floa
 
 def test_ratios_and_targets():
     results = _results(store_img_s=210.0, base_img_s=60.0, nn_img_s=50.0, share=0.05)
-    run.ratios(results)
+    run.ratios(results, "bf16")
     assert results["train"][2]["x_baseline"] == pytest.approx(3.5)
     assert results["train"][1]["of_ceiling"] == pytest.approx(0.1)
     assert results["lrn_gain"] == pytest.approx(4.0)
-    met = {t["target"]: t["met"] for t in run.targets(results)}
+    met = {t["target"]: t["met"] for t in run.targets(results, "bf16")}
     assert all(met.values()), met
     results = _results(store_img_s=150.0, base_img_s=60.0, nn_img_s=50.0, share=0.2)
-    run.ratios(results)
-    met = [t["met"] for t in run.targets(results)]
+    run.ratios(results, "bf16")
+    met = [t["met"] for t in run.targets(results, "bf16")]
     assert met == [False, True, False, False, True, True]
 
 
@@ -130,7 +130,9 @@ def test_bench_command_quick_json(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads(out.stdout)
-    assert [row["label"] for row in results["train"]][1:] == [r[0] for r in run.TRAIN_ROWS][1:]
+    best = results["machine"]["best_precision"]
+    labels = [r[0].format(p=best) for r in run.TRAIN_ROWS]
+    assert [row["label"] for row in results["train"]] == labels
     assert all(row["img_s"] > 0 and row["gflops"] > 0 for row in results["train"])
     assert results["machine"]["lrn_backend"] == "cpp"
     assert 0 < results["lrn_share"] < 1

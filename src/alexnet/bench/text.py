@@ -48,7 +48,8 @@ def format_results(r: dict) -> str:
             f"{row['img_s']:7.1f}"
         )
     lines.append(
-        "\nloaders alone: " + ", ".join(f"{k} {v:.0f} img/s" for k, v in r["loader_img_s"].items())
+        "\nloaders alone, per core: "
+        + ", ".join(f"{k} {v:.0f} img/s" for k, v in r["loader_img_s_per_core"].items())
     )
     if "gpu" in r:
         g = r["gpu"]
