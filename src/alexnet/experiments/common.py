@@ -240,7 +240,7 @@ def describe(result: dict[str, Any]) -> str:
     if last:
         text += f", last train top-1 err {last['train_top1_err']:.4f}"
     if result["test"]:
-        text += f", test top-1 err {result['test']['top1_err']:.4f}"
+        text += f", {result['test']['split']} top-1 err {result['test']['top1_err']:.4f}"
     return (
         text
         + (" (diverged)" if result["diverged"] else "")
@@ -282,8 +282,9 @@ def hardware() -> dict[str, Any]:
     return {"cpu": cpu_model(), "cores": cores, "gpu": gpu, "torch": torch.__version__}
 
 
-def git_commit() -> str:
-    """HEAD of the checkout this package runs from, "-dirty" when its sources have edits."""
+def git_state() -> tuple[str, list[str]]:
+    """(HEAD of the checkout this package runs from, the files under src/alexnet that differ
+    from it: edited or not yet committed), so a result names exactly the code it ran."""
     root = Path(__file__).resolve().parents[3]
 
     def git(*args: str) -> str:
@@ -291,13 +292,14 @@ def git_commit() -> str:
         return done.stdout.strip() if done.returncode == 0 else ""
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src/alexnet")
-    return head + ("-dirty" if dirty else "")
+    status = git("status", "--porcelain", "--", "src/alexnet")
+    return head, [line[3:] for line in status.splitlines() if line.strip()]
 
 
 def write_result(ctx: Context, result: dict[str, Any]) -> Path:
     """OUT/result.json: the experiment's own fields plus provenance."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    commit, dirty = git_state()
     result = {
         "experiment": ctx.name,
         **result,
@@ -306,7 +308,8 @@ def write_result(ctx: Context, result: dict[str, Any]) -> Path:
         "wall_seconds": round(time.time() - ctx.started, 1),
         "hardware": hardware(),
         "load_average_at_end": [round(v, 2) for v in load] if load else None,
-        "git_commit": git_commit(),
+        "git_commit": commit,
+        "uncommitted_sources": dirty,
         "command": ctx.command,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
