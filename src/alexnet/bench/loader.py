@@ -85,44 +85,54 @@ class ExamplesDataset(torch.utils.data.Dataset):
         return examples_recipe(self.files[index], rng, self.crop), index % 8
 
 
-def _per_core(fn, count: int, seconds: float) -> dict:
-    """Run fn() (which processes `count` images) repeatedly for ~seconds on one thread."""
+Runner = tuple  # (fn() -> None processing `count` images, count)
+
+
+def measure_side_by_side(runners: dict[str, Runner], seconds: float = 5.0) -> dict[str, dict]:
+    """Per-core speed of each runner, on one thread, interleaved batch by batch for about
+    `seconds` each, so that load changes on a shared machine hit them all alike."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    spent = dict.fromkeys(runners, 0.0)
+    done = dict.fromkeys(runners, 0)
     try:
-        fn()  # warm up: page cache, imports, allocations
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds or done == 0:
-            fn()
-            done += count
-        elapsed = time.perf_counter() - start
+        for fn, _ in runners.values():
+            fn()  # warm up: page cache, imports, allocations
+        while min(spent.values()) < seconds:
+            for name, (fn, count) in runners.items():
+                start = time.perf_counter()
+                fn()
+                spent[name] += time.perf_counter() - start
+                done[name] += count
     finally:
         torch.set_num_threads(threads)
-    return {"img_per_s": done / elapsed, "ms_per_img": 1e3 * elapsed / done, "images": done}
+    return {
+        name: {
+            "img_per_s": done[name] / spent[name],
+            "images": done[name],
+            "ms_per_img": 1e3 * spent[name] / done[name],
+        }
+        for name in runners
+    }
 
 
-def measure_examples_recipe(
-    files: list[Path], *, crop: int = 224, batch_size: int = 64, seconds: float = 5.0
-) -> dict:
-    """(a) per core: decode, RandomResizedCrop, flip, to tensor, normalize, collate."""
-    data = ExamplesDataset(files, crop)
-    batch = min(batch_size, len(files))
+def examples_runner(files: list[Path], *, crop: int = 224, batch_size: int = 64) -> Runner:
+    """(a): decode, RandomResizedCrop, flip, to tensor, normalize, collate, batch by batch."""
+    data, batch = ExamplesDataset(files, crop), min(batch_size, len(files))
+    state = {"next": 0}
 
     def run() -> None:
-        torch.stack([data[i][0] for i in range(batch)])
+        start = state["next"]
+        torch.stack([data[(start + i) % len(files)][0] for i in range(batch)])
+        state["next"] = start + batch
 
-    return _per_core(run, batch, seconds)
+    return run, batch
 
 
-def measure_store_loader(
-    store_dir: str | Path,
-    *,
-    crop: int = 224,
-    batch_size: int = 64,
-    seconds: float = 5.0,
-    **loader_options,
-) -> dict:
-    """(b) per core: `make_loader` batches with the paper's training augmentation."""
+def store_runner(
+    store_dir: str | Path, *, crop: int = 224, batch_size: int = 64, **loader_options
+) -> Runner:
+    """(b): `make_loader` batches with the paper's training augmentation."""
     from alexnet.data.loader import make_loader
     from alexnet.data.store import open_store
 
@@ -137,7 +147,28 @@ def measure_store_loader(
         if state["batch"] == len(loader):
             state["epoch"], state["batch"] = state["epoch"] + 1, 0
 
-    return _per_core(run, batch_size, seconds)
+    return run, batch_size
+
+
+def measure_examples_recipe(
+    files: list[Path], *, crop: int = 224, batch_size: int = 64, seconds: float = 5.0
+) -> dict:
+    """(a) alone, per core: {img_per_s, ms_per_img, images}."""
+    runner = examples_runner(files, crop=crop, batch_size=batch_size)
+    return measure_side_by_side({"a": runner}, seconds)["a"]
+
+
+def measure_store_loader(
+    store_dir: str | Path,
+    *,
+    crop: int = 224,
+    batch_size: int = 64,
+    seconds: float = 5.0,
+    **loader_options,
+) -> dict:
+    """(b) alone, per core: {img_per_s, ms_per_img, images}."""
+    runner = store_runner(store_dir, crop=crop, batch_size=batch_size, **loader_options)
+    return measure_side_by_side({"b": runner}, seconds)["b"]
 
 
 def _cycle(make_epoch) -> Iterator:
@@ -241,9 +272,13 @@ def run_benchmark(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         data = build_benchmark_data(tmp, args.images)
         files, stores, per_image = data["files"], data["stores"], data["bytes_per_image"]
-        a = measure_examples_recipe(files, crop=args.crop, seconds=args.seconds)
-        b = measure_store_loader(stores["raw"], crop=args.crop, seconds=args.seconds)
-        bj = measure_store_loader(stores["jpeg"], crop=args.crop, seconds=args.seconds)
+        runners = {
+            "a": examples_runner(files, crop=args.crop),
+            "b": store_runner(stores["raw"], crop=args.crop),
+            "bj": store_runner(stores["jpeg"], crop=args.crop),
+        }
+        speeds = measure_side_by_side(runners, args.seconds)
+        a, b, bj = speeds["a"], speeds["b"], speeds["bj"]
         rows = [
             (
                 "(a) pytorch/examples recipe, per core",
