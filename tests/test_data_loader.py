@@ -144,6 +144,26 @@ def test_val_uses_the_train_statistics(photos: Path) -> None:
     )
 
 
+def test_keep_aspect_store_crops_map_onto_the_mean_image(tmp_path: Path) -> None:
+    rng = np.random.Generator(np.random.PCG64(2))
+    images = rng.integers(0, 256, (6, 64, 96, 3), dtype=np.uint8)
+    split = Split("train", [f"i{k}" for k in range(6)], np.zeros(6, np.int64), ArrayReader(images))
+    prepare(
+        Source("wide", ["x"], {"train": split}), tmp_path, size=48, keep_aspect=True, quiet=True
+    )
+    store = open_store(tmp_path / "train")
+    assert store[0][0].shape == (48, 72, 3) and store.stats.mean_image.shape == (48, 48, 3)
+    centres = np.stack([store[k][0][:, 12:60] for k in range(6)]).astype(np.float64)
+    np.testing.assert_allclose(store.stats.mean_image, centres.mean(axis=0), atol=1e-4)
+    loader = make_loader(store, train=False, crop_size=CROP, batch_size=6)
+    images, _ = next(iter(loader))
+    # centre crop of the 48x72 image at (4, 16); the mean image's own centre crop at (4, 4)
+    expected = store[5][0][4:44, 16:56] - store.stats.mean_image[4:44, 4:44].astype(np.float64)
+    np.testing.assert_allclose(images[5].numpy(), expected.transpose(2, 0, 1), atol=1e-4)
+    for batch, _ in make_loader(store, train=True, crop_size=CROP, batch_size=6).epoch(1):
+        assert batch.shape == (6, 3, CROP, CROP) and torch.isfinite(batch).all()
+
+
 def test_same_pixels_whatever_the_worker_count_and_resume(photos: Path) -> None:
     store = open_store(photos / "train")
     kw = {"train": True, "crop_size": CROP, "batch_size": 6, "seed": 1}

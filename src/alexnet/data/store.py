@@ -12,12 +12,15 @@ Layout of `OUT/<split>/`:
 `meta.json` is written last and the directory is renamed into place when complete, so a store
 directory with a meta.json is always whole.
 
-Encoding (measured, see `alexnet.bench.loader` and the report in docs): raw uint8 costs a memcpy
-to read (~0.02 ms for 256x256x3) against ~0.45 ms to decode the same image as JPEG, 20x less
-per core; JPEG at quality 95 (4:4:4) is ~5x smaller on disk. `auto` picks raw while the raw
-split stays under `RAW_LIMIT_BYTES` (ImageNet's 1.28M images at 256x256 are ~250 GB raw but
-~40 GB as JPEG, so it gets JPEG; CIFAR-10, Fashion-MNIST and tens of thousands of 256x256 images
-get raw). Raw images are planar (C, H, W): the loader's crops then read contiguous rows and
+Encoding, chosen by measurement (`python -m alexnet.bench.loader`, 256x256 stores of ~500x375
+photo JPEGs, one core, the loader's full training augmentation included): raw 0.76-0.90 ms per
+image against 2.86-3.39 ms when the store holds JPEG q95 4:4:4 (decoding dominates: ~4x), but raw
+takes 197 kB per image on disk against 28 kB (7x). `auto` therefore picks raw while the split
+stays under `RAW_LIMIT_BYTES` (32 GiB: CIFAR-10, Fashion-MNIST and ~170k images at 256x256) and
+JPEG above it, where disk and page cache run out first (ImageNet's 1.28M images at 256x256:
+~250 GB raw, ~36 GB JPEG); `alexnet prepare --encoding` overrides it. (Times taken on a
+2-core machine at load average ~9: absolute times run ~4x below that unloaded.)
+Raw images are planar (C, H, W): the loader's crops then read contiguous rows and
 convert to the model's NCHW layout without a transpose (measured ~1.6x cheaper per crop);
 `image()` still returns the (H, W, C) view the rest of the code expects.
 """
