@@ -178,6 +178,7 @@ def test_flat_ilsvrc_val_with_ground_truth_and_names(tmp_path) -> None:
     write_photo_folder(root / "train", classes=2, per_class=1, width=64, height=48)
     for old, new in (("class0", "n01440764"), ("class1", "n01443537")):
         (root / "train" / old).rename(root / "train" / new)
+    (root / "train" / ".ipynb_checkpoints").mkdir()  # hidden: not a class
     (root / "val").mkdir()
     rng = np.random.Generator(np.random.PCG64(0))
     for i in range(3):

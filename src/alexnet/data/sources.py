@@ -215,9 +215,10 @@ def _check_classes(where: Path, per_split: dict[str, set[str]]) -> list[str]:
 
 
 def _list_class_folder(root: Path) -> dict[str, list[str]]:
-    """{class: sorted file names relative to root} for ROOT/<class>/<files> (recursive)."""
+    """{class: sorted file names relative to root} for ROOT/<class>/<files> (recursive;
+    hidden folders such as .ipynb_checkpoints are not classes)."""
     out = {}
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name[0] != "."):
         files = sorted(str(p.relative_to(root)) for p in class_dir.rglob("*") if p.is_file())
         out[class_dir.name] = files
     return out
