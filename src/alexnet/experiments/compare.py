@@ -110,7 +110,14 @@ def plot_arms(per_arm: dict[str, Any], path: Path, title: str) -> Path:
     for (arm, data), style in zip(per_arm.items(), ("-", "--"), strict=True):
         for i, curve in enumerate(data["curves"]):
             x = range(1, len(curve) + 1)
-            left.plot(x, [100 * e for e in curve], style, color="k", label=arm if i == 0 else None)
+            left.plot(
+                x,
+                [100 * e for e in curve],
+                style,
+                marker=".",
+                color="k",
+                label=arm if i == 0 else None,
+            )
     left.set(xlabel="epoch", ylabel="training error (%)", title="running training error")
     left.legend(fontsize=8)
     for i, data in enumerate(per_arm.values()):

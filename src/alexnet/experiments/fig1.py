@@ -234,9 +234,11 @@ def plot(curves: dict[str, list[list[float]]], path: Any) -> Any:
         for i, errs in enumerate(curves[act]):
             x = range(1, len(errs) + 1)
             label = f"{'ReLU' if act == 'relu' else 'tanh'}" if i == 0 else None
-            ax.plot(x, [100 * e for e in errs], style, color="k", alpha=0.8, label=label)
+            ax.plot(
+                x, [100 * e for e in errs], style, marker=".", color="k", alpha=0.8, label=label
+            )
     ax.axhline(100 * TARGET, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="epochs", ylabel="training error rate (%)", ylim=(0, 80))
+    ax.set(xlabel="epochs", ylabel="training error rate (%)", ylim=(0, 90))
     ax.set_title("CIFAR-10 (JPEG), cifar_fig1: one line per seed", fontsize=10)
     ax.legend()
     fig.tight_layout()
