@@ -122,6 +122,8 @@ def _facts(result: dict[str, Any]) -> list[str]:
     facts = [
         ("net", result.get("net")),
         ("data", result.get("data")),
+        ("training error", result.get("training_error")),
+        ("measure", result.get("measure")),
         ("epochs", epochs),
         ("seeds", result.get("seeds")),
         ("wall time", f"{result['wall_seconds'] / 60:.1f} min"),
