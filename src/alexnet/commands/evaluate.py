@@ -54,7 +54,7 @@ def evaluate_weights(args: argparse.Namespace) -> dict | None:
     from alexnet.data.store import open_store
     from alexnet.eval.evaluate import evaluate
     from alexnet.infer.weights import load_weights
-    from alexnet.train.distributed import cleanup, init_distributed, pick_device
+    from alexnet.train.distributed import barrier, cleanup, init_distributed, pick_device
     from alexnet.train.run import data_splits, eval_stats
 
     device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
@@ -80,6 +80,7 @@ def evaluate_weights(args: argparse.Namespace) -> dict | None:
             model, loader.epoch(0), num_classes=model.num_classes, device=device,
             precision=args.precision, ten_crop=args.ten_crop,
         )  # fmt: skip
+        barrier(ctx)
     finally:
         cleanup(ctx)
     if not ctx.is_main:

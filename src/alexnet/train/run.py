@@ -182,6 +182,7 @@ def _train(
     result = final_test(trainer, data, config, precision)
     if ctx.is_main:
         _finish(trainer, result, run_dir, config)
+    barrier(ctx)  # no rank tears the process group down while another still uses it
     return result
 
 
