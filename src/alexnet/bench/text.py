@@ -33,6 +33,9 @@ def format_results(r: dict) -> str:
         f"{r['settings']['repeats']}            img/s  GFLOP/s  x base  of ceiling"
     )
     for row in r["train"]:
+        if "skipped" in row:
+            lines.append(f"  {row['label']:<40} skipped: {row['skipped']}")
+            continue
         lines.append(
             f"  {row['label']:<40} {row['img_s']:7.1f} {row['gflops']:8.1f} "
             f"{row['x_baseline']:7.2f} {100 * row['of_ceiling']:9.1f}%"

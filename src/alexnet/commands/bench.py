@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, help="timed repeats per row (default 5)")
     parser.add_argument("--threads", type=int, help="torch threads (default: one per CPU)")
     parser.add_argument(
+        "--all-precisions",
+        action="store_true",
+        help="also time bf16 where the CPU has no fast bf16 (slow: emulated there)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="add the profile table of one alexnet step"
     )
 
@@ -33,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
             if value < 1:
                 raise SystemExit(f"alexnet bench: --{name} must be >= 1, got {value}")
             settings = dataclasses.replace(settings, **{name: value})
+    if args.all_precisions:
+        settings = dataclasses.replace(settings, all_precisions=True)
     runtime.configure_threads(args.threads)
     results = run_bench(settings, profile=args.profile)
     print(json.dumps(results, indent=2) if args.json else format_results(results))
