@@ -1,5 +1,8 @@
 """The fused LRN (section 3.3) against the float64 formula, nn.LocalResponseNorm, gradcheck."""
 
+import os
+import signal
+
 import pytest
 import torch
 from torch import nn
@@ -177,3 +180,24 @@ def test_kernel_builds_into_cache_and_missing_compiler_falls_back(monkeypatch, t
         assert lrn.lrn_backend() == "torch"
     x = sample((1, 6, 2, 2))
     assert_matches_formula(x, 5, 1e-2, 0.75, 2.0)
+
+
+def test_empty_batch_and_forked_child():
+    empty = torch.zeros(0, 8, 3, 3, requires_grad=True)
+    out = local_response_norm(empty, 5)
+    out.sum().backward()
+    assert out.shape == empty.shape and empty.grad.shape == empty.shape
+    x = sample((4, 16, 40, 40))  # 400 tiles: two threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = local_response_norm(x, 5, 1e-2, 0.75, 2.0)  # starts the thread pool
+        pid = os.fork()
+        if pid == 0:  # the child must not wait on the parent's (absent) threads
+            signal.alarm(30)
+            ok = torch.equal(local_response_norm(x, 5, 1e-2, 0.75, 2.0), expected)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        torch.set_num_threads(before)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import subprocess
 import tempfile
@@ -101,18 +102,25 @@ def lrn_backend() -> str:
 
 
 def _pool() -> ThreadPoolExecutor:
+    """Threads for the kernel's tiles (ctypes releases the GIL), as many as torch's."""
     threads = torch.get_num_threads()
     pool = _state.get("pool")
     if pool is None or _state.get("threads") != threads:
+        if pool is not None:
+            pool.shutdown(wait=False)  # type: ignore[attr-defined]
         pool = _state["pool"] = ThreadPoolExecutor(threads, thread_name_prefix="alexnet-lrn")
         _state["threads"] = threads
     return pool  # type: ignore[return-value]
 
 
+# A forked child (a DataLoader worker) inherits the pool object but not its threads.
+os.register_at_fork(after_in_child=lambda: _state.pop("pool", None))
+
+
 def _dims(x: torch.Tensor, groups: int, size: int) -> tuple[torch.Tensor, ctypes.Array]:
     """`x` (made dense if needed) and the kernel's (N, C, S) description of its layout."""
     n, c = x.shape[:2]
-    s = x[0, 0].numel()
+    s = math.prod(x.shape[2:])
     if (
         x.dim() == 4
         and not x.is_contiguous()
