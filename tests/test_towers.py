@@ -46,9 +46,37 @@ def test_grouped_state_dict_round_trip():
 
 
 def test_rejects_nets_that_mix_towers():
+    with torch.device("meta"):  # the checks need shapes only
+        onegpu, caffenet = (create_model(n, input_size=67) for n in ("alexnet_onegpu", "caffenet"))
+        paper = create_model("alexnet", input_size=67)
     with pytest.raises(ValueError, match="two-tower"):
-        TwoTowerAlexNet(create_model("alexnet_onegpu", input_size=67), ["cpu", "cpu"])
+        TwoTowerAlexNet(onegpu, ["meta", "meta"])
     with pytest.raises(ValueError, match="across both towers"):
-        TwoTowerAlexNet(create_model("caffenet", input_size=67), ["cpu", "cpu"])
+        TwoTowerAlexNet(caffenet, ["meta", "meta"])
     with pytest.raises(ValueError, match="exactly two"):
-        TwoTowerAlexNet(create_model("alexnet", input_size=67), ["cpu"])
+        TwoTowerAlexNet(paper, ["meta"])
+
+
+@pytest.mark.slow  # two 20M-parameter nets, two steps each: ~4 s on two idle cores
+def test_sgd_step_through_the_trainer_matches_the_grouped_model(tmp_path):
+    from alexnet.train.config import make_config
+    from alexnet.train.loop import Trainer
+
+    torch.manual_seed(0)
+    grouped = create_model("alexnet", num_classes=5, input_size=67, dropout=0.0, init="caffe")
+    split = TwoTowerAlexNet(grouped, ["cpu", "cpu"])
+    config = make_config({"data": "mem", "lr": 0.01, "quiet": True})
+
+    def trainer(model):
+        return Trainer(config, model, [], None, preprocess={}, run_dir=tmp_path,
+                       device=torch.device("cpu"), precision="fp32")  # fmt: skip
+
+    a, b = trainer(grouped), trainer(split)
+    x, y = torch.randn(2, 3, 67, 67) * 50, torch.tensor([1, 4])
+    for _ in range(2):  # the second step uses momentum and weight decay
+        _, loss_a = a.train_step(x, y)
+        _, loss_b = b.train_step(x, y)
+        assert loss_b == pytest.approx(loss_a, rel=1e-5)
+    state = b.state()["model"]  # checkpoints hold the grouped layout
+    for key, value in grouped.state_dict().items():
+        torch.testing.assert_close(state[key], value, rtol=1e-4, atol=1e-6)

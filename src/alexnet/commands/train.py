@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.train.config import flag_overrides, resolve_config
+    from alexnet.train.config import command_line, flag_overrides, resolve_config
     from alexnet.train.loop import NonFiniteLossError
     from alexnet.train.run import train
 
@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             if args.config:
                 raise ValueError("--resume takes the run's own config; drop --config")
-            train(None, resume=args.resume, overrides=overrides)
+            train(None, resume=args.resume, overrides=overrides, command=command_line(args))
         else:
-            train(resolve_config(args.config, overrides))
+            train(resolve_config(args.config, overrides), command=command_line(args))
     except NonFiniteLossError as err:
         print(f"alexnet train: stopped: {err}", file=sys.stderr)
         return 3

@@ -191,6 +191,25 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def command_line(args: argparse.Namespace) -> list[str]:
+    """`alexnet train` with exactly the flags given in `args` (what command.txt records)."""
+    argv = ["alexnet", "train"]
+    for name in ("config", "resume"):
+        if getattr(args, name, None):
+            argv += [f"--{name}", str(getattr(args, name))]
+    for f in fields(TrainConfig):
+        value, flag = getattr(args, f.name, None), "--" + f.name.replace("_", "-")
+        if value is None:
+            continue
+        if f.name == "model_options":
+            argv += [item for option in value for item in ("--model-option", option)]
+        elif isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def _parse_option(item: str) -> tuple[str, Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key:

@@ -104,14 +104,14 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.model}-{data}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
-def write_run_files(run_dir: Path, config: TrainConfig) -> None:
+def write_run_files(run_dir: Path, config: TrainConfig, command: list[str]) -> None:
     """config.yaml (the resolved config) and command.txt (the exact command line)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
     world = os.environ.get("WORLD_SIZE", "1")
-    prefix = f"# torchrun, WORLD_SIZE={world}\n" if world != "1" else ""
-    with (run_dir / "command.txt").open("a") as handle:
-        handle.write(prefix + shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) + "\n")
+    prefix = f"# under torchrun, WORLD_SIZE={world}\n" if world != "1" else ""
+    with (run_dir / "command.txt").open("a") as handle:  # a resume appends its own line
+        handle.write(prefix + shlex.join(command) + "\n")
 
 
 def resume_config(run_dir: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict]:
@@ -126,6 +126,7 @@ def train(
     *,
     resume: str | None = None,
     overrides: dict[str, Any] | None = None,
+    command: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run training as configured, or continue run dir `resume` (then `config` is ignored and
     `overrides` apply to the saved config; an `lr` among them changes the lr by hand)."""
@@ -141,7 +142,8 @@ def train(
         torch.cuda.set_device(device)
     ctx = init_distributed(device)
     try:
-        return _train(config, ctx, device, ckpt, lr_override)
+        command = command or ["alexnet", "train", *sys.argv[1:]]
+        return _train(config, ctx, device, ckpt, lr_override, command)
     finally:
         cleanup(ctx)
 
@@ -152,6 +154,7 @@ def _train(
     device: torch.device,
     ckpt: dict[str, Any] | None,
     lr_override: float | None,
+    command: list[str],
 ) -> dict[str, Any]:
     from alexnet.runtime import best_precision, configure_threads
     from alexnet.train.data import build_loaders, build_model
@@ -175,7 +178,7 @@ def _train(
     if ckpt is not None:
         trainer.load_state(ckpt, lr_override)
     if ctx.is_main:
-        write_run_files(run_dir, config)
+        write_run_files(run_dir, config, command)
         if not config.quiet:
             print(f"run dir {run_dir}; {config.model} on {config.data}, {precision}, {device}")
     trainer.fit(resume_step=None if ckpt is None else trainer.progress.step)
