@@ -169,6 +169,7 @@ class Loader:
             sampler=numbers,
             num_workers=self.workers,
             prefetch_factor=4,
+            pin_memory=torch.cuda.is_available(),  # page-locked batches copy to the GPU async
         )
         yield from loader
 
