@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from alexnet.commands.predict import user_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--batch-size", type=int, default=64)
 
 
+@user_errors("anomaly")
 def run(args: argparse.Namespace) -> int:
     return {"fit": _fit, "score": _score, "eval": _eval}[args.action](args)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.commands.predict import add_common
+from alexnet.commands.predict import add_common, user_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output .npy (features, one row per file)")
 
 
+@user_errors("embed")
 def run(args: argparse.Namespace) -> int:
     """fc7 features of every readable file, as float32 (N, D) .npy plus a file list beside it."""
     from alexnet.infer.predict import embed_files, expand_inputs

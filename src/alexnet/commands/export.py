@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from alexnet.commands.predict import user_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from alexnet.infer.export import FORMATS
@@ -25,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@user_errors("export")
 def run(args: argparse.Namespace) -> int:
     from alexnet.infer import export
     from alexnet.infer.torchvision_compat import export_torchvision_state_dict

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.commands.predict import user_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run directory (alexnet train --out)")
@@ -20,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@user_errors("figures")
 def run(args: argparse.Namespace) -> int:
     from alexnet.viz.figures import make_figures
 
@@ -37,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
     if "tower_mean" in manifest["kernels"]:
         means = ", ".join(f"{m:.3f}" for m in manifest["kernels"]["tower_mean"])
         print(f"conv1 colour specificity, mean per tower: {means} (random kernels: 0.667)")
-    if "skipped" in manifest:
-        print(f"note: {manifest['skipped']}")
+    for note in manifest["skipped"]:
+        print(f"note: {note}")
     return 0

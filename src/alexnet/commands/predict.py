@@ -1,15 +1,37 @@
 """`alexnet predict`: top-k classes for any image files, with the weights' own preprocessing.
 
 predict exit status: 0 when at least one file got a prediction, 1 when every file failed (or no
-image was found); each failed file gets an `error:` line on stderr (a JSON error entry with
---json) and the others are still predicted.
+image was found), 2 for unusable weights or options. Each failed file gets an `error:` line on
+stderr (a JSON error entry with --json) and the others are still predicted.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
+
+Run = Callable[[argparse.Namespace], int]
+
+
+def user_errors(verb: str) -> Callable[[Run], Run]:
+    """Bad input (a missing or foreign file, a wrong value) ends in one line naming it and exit
+    status 2, not a traceback."""
+
+    def wrap(fn: Run) -> Run:
+        @functools.wraps(fn)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return fn(args)
+            except (ValueError, FileNotFoundError) as err:
+                print(f"alexnet {verb}: error: {err}", file=sys.stderr)
+                return 2
+
+        return run
+
+    return wrap
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +53,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
-        "Exit status: 0 if at least one file was predicted, 1 if every file failed. Unreadable "
-        "files get an 'error:' line on stderr (with --json also an entry {file, error})."
+        "Exit status: 0 if at least one file was predicted, 1 if every file failed, 2 if the "
+        "weights cannot be loaded. Unreadable files get an 'error:' line on stderr (with --json "
+        "also an entry {file, error})."
     )
     add_common(parser)
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per image")
@@ -44,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
+@user_errors("predict")
 def run(args: argparse.Namespace) -> int:
     from alexnet.infer.predict import expand_inputs, predict_files
     from alexnet.infer.weights import load_weights

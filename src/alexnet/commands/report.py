@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.commands.predict import user_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run directory (alexnet train --out)")
@@ -14,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refresh", action="store_true", help="redraw the figures first")
 
 
+@user_errors("report")
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 

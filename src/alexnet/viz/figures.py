@@ -32,14 +32,17 @@ def make_figures(
     out = Path(out) if out is not None else run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     model, pre, meta = load_weights(run_dir)
-    manifest: dict[str, Any] = {"checkpoint": meta["source"], "model_name": meta["model_name"]}
-    records = read_metrics(run_dir / "metrics.jsonl")
-    if any(r.get("kind") == "epoch" for r in records):
-        curves.plot_curves(records, out / "curves.png")
-        manifest["curves"] = {
-            "file": "curves.png",
-            "lr_drops": curves.lr_drops([r for r in records if r.get("kind") == "epoch"]),
-        }
+    manifest: dict[str, Any] = {
+        "checkpoint": meta["source"],
+        "model_name": meta["model_name"],
+        "skipped": [],
+    }
+    epochs = [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("kind") == "epoch"]
+    if epochs:
+        curves.plot_curves(epochs, out / "curves.png")
+        manifest["curves"] = {"file": "curves.png", "lr_drops": curves.lr_drops(epochs)}
+    else:
+        manifest["skipped"].append("no epoch records in metrics.jsonl: no training curves")
     colour = kernels.plot_kernels(model, out / "conv1_kernels.png", out / "conv1_colour.json")
     manifest["kernels"] = {
         "file": "conv1_kernels.png",
@@ -48,13 +51,13 @@ def make_figures(
     }
     spec = data or run_data_spec(run_dir)
     if spec is None:
-        manifest["skipped"] = "no --data and no data in config.yaml: no image figures"
+        manifest["skipped"].append("no --data and no data in config.yaml: no image figures")
     else:
-        manifest.update(
-            _image_figures(
-                model, pre, spec, out, count, queries, index_size, find_checkpoint(run_dir)
-            )
+        drawn = _image_figures(
+            model, pre, spec, out, count, queries, index_size, find_checkpoint(run_dir)
         )
+        manifest["skipped"] += drawn.pop("skipped", [])
+        manifest.update(drawn)
     (out / "figures.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest
 
@@ -75,7 +78,7 @@ def _image_figures(
     splits = prepared_splits(spec, pre.image_size)
     test_split = next((s for s in ("test", "val") if s in splits), None)
     if "train" not in splits or test_split is None:
-        return {"skipped": f"{spec}: needs a train and a test/val split, has {sorted(splits)}"}
+        return {"skipped": [f"{spec}: needs a train and a test/val split, has {sorted(splits)}"]}
     train, test = open_store(splits["train"]), open_store(splits[test_split])
     shown = neighbours.sample_indices(len(test), count, seed=1)
     predictions.plot_predictions(model, pre, test, shown, out / "predictions.png")

@@ -58,9 +58,11 @@ def colour_specificity(weight: torch.Tensor) -> np.ndarray:
     return ((w - grey).pow(2).sum(dim=(1, 2, 3)) / energy).numpy()
 
 
-def kernel_grid(weight: torch.Tensor, towers: int, scale: int = 4) -> np.ndarray:
-    """uint8 (H, W, 3) grid of all kernels, tower t's block of rows above tower t + 1's."""
+def kernel_grid(weight: torch.Tensor, towers: int, scale: int | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) grid of all kernels, tower t's block of rows above tower t + 1's; each
+    kernel pixel becomes scale x scale (default: about 44 pixels per kernel side)."""
     out_ch, in_ch, k, _ = weight.shape
+    scale = scale or max(1, 44 // k)
     per_tower = out_ch // towers
     rows = -(-per_tower // COLUMNS)
     cell = k * scale + BORDER

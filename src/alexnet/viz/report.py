@@ -52,6 +52,8 @@ def _cell(value: Any, fmt: str) -> str:
 
 def metrics_table(epochs: list[dict[str, Any]]) -> str:
     """The epoch records as an HTML table."""
+    if not epochs:
+        return "<p>No epoch records in metrics.jsonl (a run stopped by --max-steps mid-epoch).</p>"
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in COLUMNS)
     rows = "".join(
         "<tr>" + "".join(f"<td>{_cell(r.get(key), fmt)}</td>" for key, _, fmt in COLUMNS) + "</tr>"
@@ -116,11 +118,13 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     parts.append("<h2>Figures</h2>")
     for key, caption in FIGURES:
         if key in manifest:
+            if key == "kernels" and manifest[key].get("towers", 1) == 1:
+                caption = "First-layer kernels (one tower; paper figure 3)"
             parts.append(_figure(fig_dir, manifest[key], caption, rel))
             if key == "kernels":
                 parts.append(_colour(manifest[key]))
-    if "skipped" in manifest:
-        parts.append(f"<p>Not drawn: {html.escape(manifest['skipped'])}</p>")
+    for note in manifest.get("skipped", []):
+        parts.append(f"<p>Not drawn: {html.escape(note)}.</p>")
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>alexnet run "
         f"{html.escape(run_dir.name)}</title><style>{STYLE}</style></head><body>"
