@@ -121,6 +121,7 @@ def test_release_is_named_by_hash_and_predicts_like_the_run(tmp_path: Path) -> N
     (m1, p1, _), (m2, p2, meta) = load_weights(run), load_weights(path)
     assert torch.equal(p1.mean_image, p2.mean_image) and p1.classes == p2.classes
     assert meta["metrics"]["last_epoch"]["val_top1_err"] == pytest.approx(0.52)
+    assert meta["config"] == {"lr": 0.01}  # the recipe travels with the weights
     img = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     with torch.no_grad():
         assert torch.equal(m1(p1.center(img)[None]), m2(p2.center(img)[None]))

@@ -34,7 +34,11 @@ def release(source: str | Path, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = save_weights(
-        out_dir / f".{model.model_name}.partial.safetensors", model, pre, metrics=metrics
+        out_dir / f".{model.model_name}.partial.safetensors",
+        model,
+        pre,
+        metrics=metrics,
+        config=meta.get("config"),
     )
     final = out_dir / f"{model.model_name}-{sha256_file(tmp)[:8]}.safetensors"
     tmp.replace(final)

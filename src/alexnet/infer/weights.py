@@ -8,7 +8,8 @@
 
 Weights file format: the tensors are the model's state dict (plus `preprocess.mean_image` in a
 release when the net subtracts a mean image); the header metadata key `alexnet` holds JSON with
-`format`, `model_name`, `model_options`, `preprocess` (without tensors) and `metrics`.
+`format`, `model_name`, `model_options`, `preprocess` (without tensors), `metrics` and (in a
+release) `config`, the recipe that made the weights.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def _from_checkpoint(
         "model_name": ckpt["model_name"],
         "model_options": dict(ckpt["model_options"]),
         "metrics": {k: ckpt[k] for k in ("epoch", "step", "best_metric") if k in ckpt},
+        "config": ckpt.get("config"),
     }
     return model, pre, meta
 
@@ -169,7 +171,12 @@ def _default_classes(pre: Preprocess, model: nn.Module) -> None:
         pre.classes = imagenet_class_names()
 
 
-def weights_metadata(model: nn.Module, pre: Preprocess, metrics: dict[str, Any]) -> dict[str, str]:
+def weights_metadata(
+    model: nn.Module,
+    pre: Preprocess,
+    metrics: dict[str, Any],
+    config: dict[str, Any] | None = None,
+) -> dict[str, str]:
     """The safetensors header for a weights file: everything inference needs but tensors."""
     meta = {
         "format": FORMAT,
@@ -178,6 +185,8 @@ def weights_metadata(model: nn.Module, pre: Preprocess, metrics: dict[str, Any])
         "preprocess": pre.to_dict(tensors=False),
         "metrics": metrics,
     }
+    if config is not None:
+        meta["config"] = config
     return {META_KEY: json.dumps(meta, sort_keys=True, default=_json_default)}
 
 
@@ -195,6 +204,7 @@ def save_weights(
     pre: Preprocess,
     *,
     metrics: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
     with_mean_image: bool = True,
 ) -> Path:
     """Write a weights file (state dict + metadata, + mean image if asked), atomically."""
@@ -205,6 +215,6 @@ def save_weights(
     if with_mean_image and pre.mean_image is not None:
         tensors[MEAN_IMAGE_KEY] = pre.mean_image.contiguous()
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=weights_metadata(model, pre, metrics or {}))
+    save_file(tensors, str(tmp), metadata=weights_metadata(model, pre, metrics or {}, config))
     tmp.replace(path)
     return path
