@@ -123,6 +123,17 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path):
     assert steps_b == list(range(1, 16))  # lines after the checkpoint were not duplicated
 
 
+def test_lr_given_on_resume_replaces_the_saved_one(tmp_path):
+    x, y = _data(16)
+    first = _trainer(tmp_path, MemoryLoader(x, y, 8), epochs=1)
+    first.fit()
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    again = _trainer(tmp_path, MemoryLoader(x, y, 8), epochs=2)
+    again.load_state(ckpt, lr=0.003)
+    assert again.optimizer.param_groups[0]["lr"] == 0.003 and again.schedule.lr == 0.003
+    assert again.progress.epoch == 1 and again.progress.step == 2
+
+
 def _schedule(**cfg):
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     return opt, LRSchedule(opt, make_config({"data": "d", "lr": 0.01, **cfg}))
