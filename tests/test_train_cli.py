@@ -10,6 +10,7 @@ import yaml
 from alexnet.cli import main
 from alexnet.data.prepare import prepare
 from alexnet.data.store import open_store
+from alexnet.infer.weights import load_weights
 from alexnet.train.data import hold_out
 from alexnet.train.metrics_log import EPOCH_KEYS, read_metrics
 
@@ -43,6 +44,10 @@ def test_run_dir_describes_itself(run):
     assert pre["classes"] == ["class0", "class1", "class2"]
     assert tuple(pre["mean_image"].shape) == (16, 16, 3)
     assert (out / "checkpoints" / "best.pt").is_file()
+    assert (out / "checkpoints" / "last.pt").stat().st_mode & 0o044  # readable by others
+    model, pre_w, _ = load_weights(out / "model.safetensors")  # what `alexnet predict` reads
+    assert torch.equal(model.fc.weight, ckpt["model"]["fc.weight"])
+    assert torch.equal(pre_w.mean_image, pre["mean_image"]) and pre_w.crop_size == 12
     test = json.loads((out / "test_metrics.json").read_text())
     assert test["split"] == "val" and test["count"] == 9
 

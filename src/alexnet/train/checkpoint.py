@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 REQUIRED_KEYS = ("model", "model_name", "model_options", "preprocess")
 
@@ -26,6 +25,9 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from other users
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
@@ -109,20 +111,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py_state["version"], tuple(py_state["state"]), py_state["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, str]) -> Path:
-    """The model's weights as safetensors (no code, no pickle), with string metadata."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

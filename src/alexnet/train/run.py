@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from alexnet.train.checkpoint import export_safetensors, load_checkpoint
+from alexnet.train.checkpoint import load_checkpoint
 from alexnet.train.config import TrainConfig, config_to_dict, make_config
 from alexnet.train.distributed import (
     DistContext,
@@ -212,12 +212,16 @@ def _finish(trainer: Trainer, result: dict, run_dir: Path, config: TrainConfig) 
             f" (err {result['top1_err']:.4f}), top-5 acc {result['top5_acc']:.4f}"
             f" (err {result['top5_err']:.4f})"
         )
-    if config.safetensors:
+    if config.safetensors:  # the weights file `alexnet predict` and `release` read
+        from alexnet.infer.preprocess import Preprocess
+        from alexnet.infer.weights import save_weights
+
         core = trainer.core
         if hasattr(core, "grouped_state_dict"):
             core = _rebuilt(core)
-        meta = {"model_name": core.model_name, "model_options": json.dumps(core.model_options)}
-        export_safetensors(core, run_dir / "model.safetensors", meta)
+        metrics = {k: v for k, v in result.items() if not isinstance(v, list)}
+        pre = Preprocess.from_dict(trainer.preprocess)
+        save_weights(run_dir / "model.safetensors", core, pre, metrics=metrics)
     print(f"run dir: {run_dir}")
 
 
