@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from alexnet import __version__
 
@@ -32,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _load(verb: str):  # noqa: ANN202 - a module object
+def _load(verb: str) -> ModuleType:
     module_name, _ = COMMANDS[verb]
     return importlib.import_module(f"alexnet.commands.{module_name}")
 
