@@ -138,7 +138,7 @@ def run(ctx: Context) -> dict[str, Any]:
         (
             f"{act} seed {seed}",
             {**base_layer(act, data), **layer_extra, "lr": sweep[act]["chosen_lr"], "seed": seed},
-            ctx.out / "runs" / f"{act}-seed{seed}",
+            ctx.out / "runs" / f"{act}-lr{sweep[act]['chosen_lr']:g}-seed{seed}",
             cap,
             until,
         )
