@@ -75,14 +75,13 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
     "data": "fashion-mnist",
     "image_size": 76,
     "model": "alexnet",
-    "model_options": {"input_size": 67},
+    "model_options": {"input_size": 67, "dropout": 0.0},
     "reinit": "torch",
-    "epochs": 2,
-    "max_steps": 1400,
+    "epochs": 3,
     "batch_size": 64,
     "lr": 0.01,
     "schedule": "step",
-    "step_epochs": 1,
+    "step_epochs": 2,
     "pca_std": 0.0,
 }
 
