@@ -177,7 +177,6 @@ class Trainer:
         """Train to `config.epochs` (or `max_steps`); returns the last epoch's record."""
         self.log = RunLog(self.run_dir if self.ctx.is_main else None, resume_step)
         record: dict[str, Any] = {}
-        self._t0 = time.perf_counter()
         try:
             while self.progress.epoch < self.config.epochs and not self._steps_done():
                 record = self._train_epoch() or record
@@ -230,11 +229,12 @@ class Trainer:
             bar.close()
         if self._steps_done() and prog.batch_in_epoch < len(self.train_loader):
             return None
-        return self._end_epoch(meter, img_per_s=seen / max(time.perf_counter() - start, 1e-9))
+        return self._end_epoch(meter, seen=seen, start=start)
 
-    def _end_epoch(self, meter: Meter, img_per_s: float) -> dict[str, Any]:
+    def _end_epoch(self, meter: Meter, seen: int, start: float) -> dict[str, Any]:
         """Validate, step the schedule, log the epoch line, checkpoint last (and best)."""
         prog = self.progress
+        train_seconds = time.perf_counter() - start
         meter.all_reduce()
         train, val = meter.result(), self.validate()
         lr_used = self.schedule.lr
@@ -250,8 +250,8 @@ class Trainer:
             "val_top1_err": val and val["top1_err"],
             "val_top5_err": val and val["top5_err"],
             "lr": lr_used,
-            "img_per_s": img_per_s,
-            "seconds": time.perf_counter() - self._t0,
+            "img_per_s": seen / max(train_seconds, 1e-9),
+            "seconds": time.perf_counter() - start,  # this epoch's (or its resumed part's) time
         }
         self.log.epoch(**record)
         prog.epoch, prog.batch_in_epoch, prog.train_sums = prog.epoch + 1, 0, []
