@@ -244,7 +244,8 @@ def build_benchmark_data(root: str | Path, images: int, *, workers: int | None =
     return {"files": files, "stores": stores, "bytes_per_image": sizes, "source_bytes": jpeg_bytes}
 
 
-def _examples_feed(files: list[Path], batch_size: int, workers: int, crop: int) -> Iterator:
+def examples_feed(files: list[Path], batch_size: int, workers: int, crop: int) -> Iterator:
+    """Endless batches from the pytorch/examples recipe (full JPEG decode per image)."""
     data = ExamplesDataset(files, crop)
     loader = torch.utils.data.DataLoader(
         data,
@@ -257,7 +258,8 @@ def _examples_feed(files: list[Path], batch_size: int, workers: int, crop: int) 
     return _cycle(lambda _: iter(loader))
 
 
-def _store_feed(store_dir: Path, batch_size: int, workers: int, crop: int) -> Iterator:
+def store_feed(store_dir: Path, batch_size: int, workers: int, crop: int) -> Iterator:
+    """Endless batches from a prepared store with every augmentation of the paper."""
     from alexnet.data.loader import make_loader
     from alexnet.data.store import open_store
 
@@ -322,8 +324,8 @@ def _training_rows(args: argparse.Namespace, files: list[Path], store: Path) -> 
     crop, bs, w = create_model(args.model).input_size, args.batch_size, args.workers
     feeds = {
         "synthetic": lambda: None,
-        "store": lambda: _store_feed(store, bs, w, crop),
-        "examples": lambda: _examples_feed(files, bs, w, crop),
+        "store": lambda: store_feed(store, bs, w, crop),
+        "examples": lambda: examples_feed(files, bs, w, crop),
     }
     runs: dict[str, list[float]] = {name: [] for name in feeds}
     for _ in range(args.rounds):

@@ -112,8 +112,8 @@ class Feeds:
 
     def batches(self, kind: str, batch: int, crop: int) -> Iterator[workloads.Batch]:
         if kind == "store":
-            return self.recipe._store_feed(self.data["stores"]["raw"], batch, self.workers, crop)
-        return self.recipe._examples_feed(self.data["files"], batch, self.workers, crop)
+            return self.recipe.store_feed(self.data["stores"]["raw"], batch, self.workers, crop)
+        return self.recipe.examples_feed(self.data["files"], batch, self.workers, crop)
 
     def per_core_img_s(self, crop: int, batch: int, seconds: float) -> dict[str, float]:
         """img/s of each pipeline alone on one core (no model)."""
