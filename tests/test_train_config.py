@@ -1,5 +1,6 @@
 """Training config: the paper's defaults, recipe files, flag precedence, clear errors."""
 
+import argparse
 import dataclasses
 import math
 import re
@@ -12,6 +13,7 @@ from alexnet.cli import build_parser
 from alexnet.train.config import (
     EMBEDDED_DEFAULT,
     TrainConfig,
+    add_config_arguments,
     flag_overrides,
     load_recipe,
     make_config,
@@ -83,3 +85,13 @@ def test_bad_values_name_the_field(tmp_path):
         load_recipe(bad)
     with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_every_flag_has_help_text() -> None:
+    """`alexnet train --help` explains each flag (taken from TrainConfig's field comments)."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions if a.dest != "help"}
+    assert set(helps) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert [name for name, text in helps.items() if not text] == []
+    assert "0.01" in helps["lr"]  # the comment of the right field, not a neighbour's

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -37,25 +39,25 @@ class TrainConfig:
     normalize: str = "mean_image"  # section 2: subtract the mean image; or "channel"
     flip: bool = True  # section 4.1: horizontal reflections
     pca_std: float = 0.1  # section 4.1: fancy PCA, alpha ~ N(0, 0.1); 0 turns it off
-    workers: int = 0
+    workers: int = 0  # loader worker processes (0: load in the training process)
     # model
-    model: str = "alexnet"
+    model: str = "alexnet"  # a name from `alexnet list-models`
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {dropout: 0.5}
-    reinit: str = ""  # "": the model's own init; "torch": PyTorch's layer defaults (see below)
+    reinit: str = ""  # "": the model's own init; "torch": PyTorch's layer defaults
     # optimisation (section 5)
-    epochs: int = 90
+    epochs: int = 90  # section 5: roughly 90 passes over the training set
     max_steps: int = 0  # stop after this many steps in all (0: no limit)
     batch_size: int = 128  # global: split evenly over data-parallel ranks
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    lr: float = 0.01  # section 5: 0.01 for all layers
+    momentum: float = 0.9  # section 5
+    weight_decay: float = 5e-4  # section 5: 0.0005, on every weight
     schedule: str = "plateau"  # plateau (the paper), step (Caffe's), constant
     lr_factor: float = 0.1  # section 5: divided by 10
     patience: int = 3  # plateau: epochs without a val top-1 improvement before dividing
     max_drops: int = 3  # plateau: the paper divided three times
     step_epochs: int = 20  # step: Caffe's 100,000 iterations of 256 images = 20 epochs
     # run
-    seed: int = 0
+    seed: int = 0  # same seed, same run: init, data order, augmentation, dropout
     out: str = ""  # run dir (default: runs/<model>-<data>-<time>)
     precision: str = "auto"  # fp32 | bf16 | auto (the runtime's best for the device)
     device: str = "auto"  # auto: cuda when available, else cpu
@@ -66,7 +68,7 @@ class TrainConfig:
     stuck_steps: int = 300  # warn when the loss stays near ln(num_classes) this long
     ten_crop_test: bool = False  # final test numbers with ten crops (section 4.1)
     safetensors: bool = True  # also write the final weights as model.safetensors
-    quiet: bool = False
+    quiet: bool = False  # no progress bar (for logs)
 
 
 # The README's main command (`alexnet train`, no arguments); configs/fashion-mnist.yaml says
@@ -158,8 +160,15 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"lr must be > 0, got {config.lr}")
 
 
+def _field_help() -> dict[str, str]:
+    """Each field's trailing comment in TrainConfig's source: the help text of its flag."""
+    found = re.findall(r"^    (\w+): [^#\n]*#\s*(.+)$", inspect.getsource(TrainConfig), re.M)
+    return dict(found)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are None so only given flags override."""
+    helps = _field_help()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f)
@@ -172,9 +181,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 help="a model option (YAML value), e.g. dropout=0 or lrn=false; repeatable",
             )
         elif kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=helps.get(f.name)
+            )
         else:
-            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper())
+            parser.add_argument(
+                flag, type=kind, default=None, metavar=f.name.upper(), help=helps.get(f.name)
+            )
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
