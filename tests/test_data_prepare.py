@@ -211,4 +211,4 @@ def test_cli_prepare_prints_counts(folder: Path, tmp_path, capsys) -> None:
     meta = json.loads((tmp_path / "train" / "meta.json").read_text())
     assert meta["image_size"] == 32 and meta["count"] == 16
     assert cli_main(["prepare", str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
-    assert "missing" in capsys.readouterr().out
+    assert "missing" in capsys.readouterr().err  # errors go to stderr

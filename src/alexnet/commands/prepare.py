@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             quiet=args.quiet,
         )
     except (SourceError, ImageDecodeError, ValueError, FileNotFoundError) as exc:
-        print(f"alexnet prepare: error: {exc}")
+        print(f"alexnet prepare: error: {exc}", file=sys.stderr)
         return 2
     for name, counts in summary["splits"].items():
         reused = " (already complete, reused)" if counts.get("reused") else ""
