@@ -150,7 +150,8 @@ def _section(name: str, result: dict[str, Any], older: list[dict[str, Any]]) -> 
     if result.get("lower_bound"):
         bound = result["lower_bound"]
         lines += [
-            f"No tanh run reached 25% within the cap: the ratio is at least {bound:.1f}x.",
+            f"Some tanh runs stopped (epoch cap or time budget) before 25%: for those seeds the "
+            f"ratio is at least {bound:.2f}x (tanh epochs run / ReLU epochs to 25%).",
             "",
         ]
     cut = [arm for arm, data in result.get("arms", {}).items() if any(data.get("cut_short", []))]
