@@ -51,6 +51,7 @@ class Context:
     deadline: float | None = None  # time.time() after which no new epoch starts
     command: str = field(default_factory=lambda: shlex.join(["alexnet", *sys.argv[1:]]))
     started: float = field(default_factory=time.time)
+    code: tuple[str, list[str]] = field(default_factory=lambda: git_state())  # at the start
     _log: TextIO | None = None
 
     def log(self, message: str) -> None:
@@ -299,7 +300,7 @@ def git_state() -> tuple[str, list[str]]:
 def write_result(ctx: Context, result: dict[str, Any]) -> Path:
     """OUT/result.json: the experiment's own fields plus provenance."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    commit, dirty = git_state()
+    commit, dirty = ctx.code
     result = {
         "experiment": ctx.name,
         **result,

@@ -156,6 +156,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "lr": sweep[act]["chosen_lr"],
             "epochs_to_25": summary([c[0] for c in crossings]),
             "first_epoch_at_25": [c[1] for c in crossings],
+            "curves": curves[act],
             "epochs_run": [len(c) for c in curves[act]],
             "cut_short": [res["cut_short"] for res in runs],
             "diverged": [res["diverged"] for res in runs],
