@@ -17,7 +17,7 @@ from alexnet.data.loader import make_loader
 from alexnet.data.prepare import prepare
 from alexnet.data.sources import ArrayReader, Source, Split
 from alexnet.data.stats import DataStats
-from alexnet.data.store import open_store
+from alexnet.data.store import FORMAT, VERSION, open_store
 from alexnet.data.transforms import lighting_offsets, pca_lighting, ten_crop
 
 SIDE, CROP = 64, 40
@@ -253,7 +253,7 @@ def test_torch_pca_lighting_matches_numpy() -> None:
 
 RSS_SCRIPT = """
 import json, sys, numpy as np
-from alexnet.data.store import open_store
+from alexnet.data.store import FORMAT, VERSION, open_store
 from alexnet.data.loader import make_loader
 from alexnet.data.stats import DataStats
 def status(key):
@@ -286,8 +286,8 @@ def test_loader_rss_stays_bounded_over_a_10gb_store(tmp_path: Path) -> None:
     np.save(d / "shapes.npy", np.tile(np.array([256, 256, 3], np.int32), (n, 1)))
     np.save(d / "labels.npy", np.zeros(n, np.int64))
     meta = {
-        "format": "alexnet-store",
-        "version": 1,
+        "format": FORMAT,
+        "version": VERSION,
         "count": n,
         "classes": ["x"],
         "image_size": 256,

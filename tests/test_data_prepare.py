@@ -212,3 +212,20 @@ def test_cli_prepare_prints_counts(folder: Path, tmp_path, capsys) -> None:
     assert meta["image_size"] == 32 and meta["count"] == 16
     assert cli_main(["prepare", str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
     assert "missing" in capsys.readouterr().err  # errors go to stderr
+
+
+def test_store_of_another_version_is_refused_and_prepared_again(folder: Path, tmp_path) -> None:
+    """A store written in an older layout is never read in the new one: open_store names the
+    version, and ensure_prepared treats it as incomplete and prepares it again."""
+    from alexnet.data.prepare import ensure_prepared
+    from alexnet.data.store import VERSION, open_store
+
+    root = ensure_prepared(str(folder), tmp_path, 32, quiet=True)
+    meta_path = root / "train" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "version": VERSION - 1}))
+    with pytest.raises(ValueError, match=f"version {VERSION - 1}"):
+        open_store(root / "train")
+    again = ensure_prepared(str(folder), tmp_path, 32, quiet=True)
+    assert json.loads((again / "train" / "meta.json").read_text())["version"] == VERSION
+    assert len(open_store(again / "train")) == meta["count"]

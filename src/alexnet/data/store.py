@@ -36,7 +36,7 @@ import numpy as np
 from alexnet.data.images import decode_stored_jpeg
 from alexnet.data.stats import DataStats
 
-FORMAT, VERSION = "alexnet-store", 1
+FORMAT, VERSION = "alexnet-store", 2  # 2: raw images stored planar (C, H, W)
 RAW_LIMIT_BYTES = 32 * 2**30
 
 
@@ -85,8 +85,16 @@ class StoreWriter:
 
 
 def is_complete(directory: Path) -> bool:
-    """Whether `directory` holds a finished store (its meta.json is written last)."""
-    return (directory / "meta.json").is_file()
+    """Whether `directory` holds a finished store of this version (meta.json is written last).
+
+    A store of another version counts as incomplete, so `ensure_prepared` prepares it anew
+    rather than reading its bytes in the wrong layout.
+    """
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("format") == FORMAT and meta.get("version") == VERSION
 
 
 class ImageStore:
@@ -98,7 +106,7 @@ class ImageStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        if not is_complete(self.path):
+        if not (self.path / "meta.json").is_file():
             splits = [p.name for p in self.path.glob("*") if is_complete(p)]
             hint = f"; it holds the splits {splits}" if splits else ""
             raise FileNotFoundError(
@@ -107,7 +115,10 @@ class ImageStore:
             )
         self.meta = json.loads((self.path / "meta.json").read_text())
         if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
-            raise ValueError(f"{self.path}: unsupported store format {self.meta.get('format')}")
+            raise ValueError(
+                f"{self.path}: store format {self.meta.get('format')} version "
+                f"{self.meta.get('version')} is not {FORMAT} version {VERSION}; prepare it again"
+            )
         self.labels: np.ndarray = np.load(self.path / "labels.npy", allow_pickle=False)
         self.offsets: np.ndarray = np.load(self.path / "offsets.npy", allow_pickle=False)
         self.shapes: np.ndarray = np.load(self.path / "shapes.npy", allow_pickle=False)
