@@ -99,17 +99,18 @@ def test_dead_start_warning(tmp_path, capsys):
     assert "stayed at ln(4)" in capsys.readouterr().err
 
 
-def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path, schedule):
     x, y = _data(40)
     loader = MemoryLoader(x, y, 8)  # 5 batches per epoch
-    full = _trainer(tmp_path / "a", loader, epochs=3)
+    full = _trainer(tmp_path / "a", loader, epochs=3, schedule=schedule)
     full.fit()
-    part = _trainer(tmp_path / "b", loader, epochs=3, max_steps=7, ckpt_every=3)
+    part = _trainer(tmp_path / "b", loader, epochs=3, max_steps=7, ckpt_every=3, schedule=schedule)
     part.fit()
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]) == (1, 7, 2)
     torch.manual_seed(123)  # the resumed process starts from another RNG state
-    resumed = _trainer(tmp_path / "b", loader, epochs=3)
+    resumed = _trainer(tmp_path / "b", loader, epochs=3, schedule=schedule)
     resumed.load_state(ckpt)
     resumed.fit(resume_step=7)
     resumed_state = resumed.model.state_dict()
@@ -159,3 +160,29 @@ def test_step_schedule_and_state_round_trip():
     _, plateau = _schedule(schedule="plateau")
     with pytest.raises(ValueError, match="schedule"):
         plateau.load_state_dict(s.state_dict())
+
+
+def test_cosine_follows_half_a_cosine_per_step_and_survives_a_state_round_trip():
+    opt, s = _schedule(schedule="cosine", lr=0.02)
+    total = 40
+    for step in (0, 10, 20, 33, 40):
+        s.at_step(step, total)
+        want = 0.5 * 0.02 * (1 + math.cos(math.pi * step / total))  # float64 formula
+        assert opt.param_groups[0]["lr"] == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert s.step(0, None) == pytest.approx(0.0, abs=1e-15)  # epoch ends leave it alone
+    opt2, other = _schedule(schedule="cosine", lr=0.5)
+    other.load_state_dict(s.state_dict())
+    other.at_step(20, total)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.01)  # the saved base, not the config's
+    other.set_lr(0.004)  # a manual lr on resume restarts the curve's height from there
+    other.at_step(20, total)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.002)
+
+
+def test_cosine_trainer_ends_its_last_step_near_zero(tmp_path):
+    x, y = _data(40)
+    trainer = _trainer(tmp_path, MemoryLoader(x, y, 8), epochs=2, schedule="cosine", lr=0.1)
+    trainer.fit()
+    lrs = [r["lr"] for r in read_metrics(tmp_path) if r["kind"] == "step"]
+    assert lrs[0] == pytest.approx(0.1) and lrs == sorted(lrs, reverse=True)
+    assert lrs[-1] == pytest.approx(0.5 * 0.1 * (1 + math.cos(math.pi * 9 / 10)))

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-SCHEDULES = ("plateau", "step", "constant")
+SCHEDULES = ("plateau", "step", "constant", "cosine")
 # `reinit: torch` re-draws every conv/linear layer with PyTorch's defaults (kaiming-uniform,
 # a=sqrt(5), fan-in scaled biases) before training. Measured on the Fashion-MNIST default: the
 # paper's N(0, 0.01) (bias 1) and Caffe's (bias 0.1) both sit at ln(10) for the first tens of
@@ -51,7 +51,7 @@ class TrainConfig:
     lr: float = 0.01  # section 5: 0.01 for all layers
     momentum: float = 0.9  # section 5
     weight_decay: float = 5e-4  # section 5: 0.0005, on every weight
-    schedule: str = "plateau"  # plateau (the paper), step (Caffe's), constant
+    schedule: str = "plateau"  # plateau (the paper), step (Caffe's), constant, cosine (per step)
     lr_factor: float = 0.1  # section 5: divided by 10
     patience: int = 3  # plateau: epochs without a val top-1 improvement before dividing
     max_drops: int = 3  # plateau: the paper divided three times

@@ -184,6 +184,11 @@ class Trainer:
             self.log.close()
         return record
 
+    def _total_steps(self) -> int:
+        """Steps in `epochs` epochs: what cosine anneals over (max_steps only stops early, so a
+        run cut by it and resumed keeps the same curve)."""
+        return self.config.epochs * len(self.train_loader)
+
     def _steps_done(self) -> bool:
         return 0 < self.config.max_steps <= self.progress.step
 
@@ -198,6 +203,7 @@ class Trainer:
         start = time.perf_counter()
         seen, ln_c = 0, math.log(self.num_classes)
         for images, labels in self.train_loader.epoch(prog.epoch, start_batch=prog.batch_in_epoch):
+            self.schedule.at_step(prog.step, self._total_steps())
             logits, loss = self.train_step(images, labels)
             meter.update(logits, labels, loss * labels.numel())
             prog.step += 1

@@ -4,11 +4,14 @@ Section 5: SGD, momentum 0.9, weight decay 0.0005 on every weight, lr 0.01 for a
 divided by 10 whenever the validation error stopped improving, three times in all. The paper
 does not say how long "stopped improving" is; `patience` epochs without a new best validation
 top-1 error (default 3) is this project's reading. Caffe's bvlc_alexnet instead divides by 10
-every 100,000 iterations (about 20 epochs at batch 256): the `step` schedule.
+every 100,000 iterations (about 20 epochs at batch 256): the `step` schedule. `cosine` (not the
+paper's; Loshchilov & Hutter 2017) lowers the lr every step along half a cosine from `lr` to 0 at
+the last step: on a run of a few epochs it does not wait for an epoch's end to anneal.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,11 +28,12 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) ->
 
 
 class LRSchedule:
-    """Per-epoch learning rate: plateau (the paper), step (Caffe) or constant.
+    """Learning rate: plateau (the paper), step (Caffe), constant, or cosine.
 
     `step(epoch, val_err)` is called once at the end of each epoch and sets the optimizer's lr
-    for the next epoch. `set_lr` changes the current lr by hand (e.g. on resume, as the authors
-    did when they watched the validation error); later decisions continue from it.
+    for the next epoch; `at_step(step, total)` runs before every optimizer step (cosine's only
+    hook). `set_lr` changes the current lr by hand (e.g. on resume, as the authors did when they
+    watched the validation error); later decisions continue from it.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
@@ -40,6 +44,7 @@ class LRSchedule:
         self.max_drops = config.max_drops
         self.step_epochs = config.step_epochs
         self.lr = config.lr
+        self.base = config.lr  # cosine's starting point
         self.best = float("inf")
         self.bad_epochs = 0
         self.drops = 0
@@ -53,9 +58,15 @@ class LRSchedule:
         """Override the current learning rate (the manual change on resume)."""
         if lr <= 0:
             raise ValueError(f"learning rate must be > 0, got {lr}")
-        self.lr = lr
+        self.lr = self.base = lr
         self.bad_epochs = 0
         self._apply()
+
+    def at_step(self, step: int, total: int) -> None:
+        """Before optimizer step `step` (0-based) of `total`: cosine sets its lr, others keep."""
+        if self.kind == "cosine" and total > 0:
+            self.lr = 0.5 * self.base * (1.0 + math.cos(math.pi * min(step, total) / total))
+            self._apply()
 
     def step(self, epoch: int, val_err: float | None) -> float:
         """End of `epoch` (0-based) with validation top-1 error `val_err`: the next epoch's lr."""
@@ -77,6 +88,7 @@ class LRSchedule:
         return {
             "kind": self.kind,
             "lr": self.lr,
+            "base": self.base,
             "best": self.best,
             "bad_epochs": self.bad_epochs,
             "drops": self.drops,
@@ -86,5 +98,6 @@ class LRSchedule:
         if state["kind"] != self.kind:
             raise ValueError(f"checkpoint schedule {state['kind']!r} != config {self.kind!r}")
         self.lr, self.best = float(state["lr"]), float(state["best"])
+        self.base = float(state.get("base", self.lr))
         self.bad_epochs, self.drops = int(state["bad_epochs"]), int(state["drops"])
         self._apply()
