@@ -75,15 +75,15 @@ class TrainConfig:
 # the same with the reasons for each deviation from the paper's recipe.
 EMBEDDED_DEFAULT: dict[str, Any] = {
     "data": "fashion-mnist",
-    "image_size": 76,
+    "image_size": 67,
     "model": "alexnet",
-    "model_options": {"input_size": 67, "dropout": 0.0},
-    "reinit": "torch",
-    "epochs": 3,
-    "batch_size": 64,
-    "lr": 0.01,
-    "schedule": "step",
-    "step_epochs": 2,
+    "model_options": {"input_size": 67, "dropout": 0.0, "init": "kaiming"},
+    "normalize": "channel",
+    "flip": False,
+    "epochs": 4,
+    "batch_size": 128,
+    "lr": 0.015,
+    "schedule": "cosine",
     "pca_std": 0.0,
 }
 
