@@ -152,3 +152,15 @@ def test_experiment_smoke(name: str, tmp_path: Path) -> None:
     assert figure.read_bytes()[:4] == b"\x89PNG" and figure.stat().st_size < 200_000
     for row in result["rows"]:
         assert len(row["ours"]["per_seed"]) == 1
+
+
+def test_prepared_view_repoints_a_link_left_to_another_store(tmp_path: Path) -> None:
+    from alexnet.experiments.common import prepared
+
+    stale = tmp_path / "old-cache" / "train"
+    stale.mkdir(parents=True)  # e.g. a store since prepared again under another key
+    (tmp_path / "view").mkdir()
+    (tmp_path / "view" / "train").symlink_to(stale, target_is_directory=True)
+    view = prepared("synthetic:64:32:10", 32, view=tmp_path / "view")
+    target = (view / "train").resolve()
+    assert target != stale.resolve() and (target / "meta.json").is_file()

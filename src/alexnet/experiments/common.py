@@ -82,9 +82,11 @@ def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
     if view is None:
         return out
     view.mkdir(parents=True, exist_ok=True)
-    link = view / "train"
+    link, target = view / "train", (out / "train").resolve()
+    if link.is_symlink() and link.resolve() != target:
+        link.unlink()  # left by a run with another cache (or a store since prepared again)
     if not link.exists():
-        link.symlink_to((out / "train").resolve(), target_is_directory=True)
+        link.symlink_to(target, target_is_directory=True)
     return view
 
 
