@@ -292,7 +292,8 @@ def git_state() -> tuple[str, list[str]]:
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        # rstrip only: a porcelain line starts with its status column, which may be a space
+        return done.stdout.rstrip() if done.returncode == 0 else ""
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
     status = git("status", "--porcelain", "--", "src/alexnet")
