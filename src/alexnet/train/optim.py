@@ -34,7 +34,7 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) ->
         lr=config.lr,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
-        fused=fused or None,
+        fused=fused,
     )
 
 
