@@ -164,3 +164,43 @@ def test_prepared_view_repoints_a_link_left_to_another_store(tmp_path: Path) -> 
     view = prepared("synthetic:64:32:10", 32, view=tmp_path / "view")
     target = (view / "train").resolve()
     assert target != stale.resolve() and (target / "meta.json").is_file()
+
+
+def test_workers_and_threads_reach_every_run_and_the_command(tmp_path: Path) -> None:
+    out = tmp_path / "lrn"
+    argv = ["experiment", "lrn", "--smoke", "--seeds", "1", "--workers", "1", "--threads", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert "--workers 1" in result["command"] and "--threads 1" in result["command"]
+    configs = sorted((out / "runs").glob("*/config.yaml"))
+    assert len(configs) == 2  # one run per arm
+    for path in configs:
+        text = path.read_text()
+        assert "workers: 1" in text.splitlines() and "threads: 1" in text.splitlines()
+
+
+@pytest.mark.parametrize("flag", ["--jobs", "--workers"])
+def test_experiment_refuses_a_bad_process_count(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["experiment", "lrn", "--smoke", flag, "-1", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert f"{flag} must be" in capsys.readouterr().err
+
+
+def test_git_state_outside_a_checkout_takes_the_named_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+
+    from alexnet.experiments import common
+
+    def no_git(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 128, "", "fatal: not a git repository")
+
+    monkeypatch.setattr(common.subprocess, "run", no_git)
+    monkeypatch.delenv("ALEXNET_SOURCE_COMMIT", raising=False)
+    assert common.git_state() == ("unknown", [])
+    monkeypatch.setenv("ALEXNET_SOURCE_COMMIT", "0123456789ab")
+    commit, dirty = common.git_state()
+    assert commit.startswith("0123456789ab (") and "without git" in commit and dirty == []

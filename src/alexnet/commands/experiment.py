@@ -28,6 +28,7 @@ def command_line(args: argparse.Namespace) -> str:
         "data",
         "jobs",
         "threads",
+        "workers",
         "lr",
         "lrs",
         "sweep_epochs",
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="cifar10", help="data source spec (default cifar10)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="loader processes per run (0: load in the run)"
+    )
     parser.add_argument("--lr", type=float, help="learning rate (all but fig1)")
     parser.add_argument("--lrs", type=_floats, help="fig1: the sweep's rates, comma-separated")
     parser.add_argument("--sweep-epochs", type=int, help="fig1: epochs per sweep run")
@@ -84,14 +88,20 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         jobs=args.jobs,
         threads=args.threads,
+        workers=args.workers,
         options={k: v for k, v in options.items() if v is not None},
         command=command_line(args),
     )
     if args.minutes:
         ctx.deadline = ctx.started + 60 * args.minutes  # fmt: skip
-    if ctx.seeds < 1:
-        print("alexnet experiment: error: --seeds must be >= 1", file=sys.stderr)
-        return 2
+    for key in ("seeds", "jobs"):
+        if getattr(ctx, key) < 1:
+            print(f"alexnet experiment: error: --{key} must be >= 1", file=sys.stderr)
+            return 2
+    for key in ("threads", "workers"):
+        if getattr(ctx, key) < 0:
+            print(f"alexnet experiment: error: --{key} must be >= 0", file=sys.stderr)
+            return 2
     ctx.log(f"{ctx.command}")
     experiment_module(args.name).run(ctx)
     return 0

@@ -47,6 +47,7 @@ class Context:
     data: str = "cifar10"
     jobs: int = 1  # training runs in parallel (separate processes)
     threads: int = 0  # torch threads per run (0: the trainer's default)
+    workers: int = 0  # loader processes per run (0: the run loads its own batches)
     options: dict[str, Any] = field(default_factory=dict)  # experiment-specific flags
     deadline: float | None = None  # time.time() after which no new epoch starts
     command: str = field(default_factory=lambda: shlex.join(["alexnet", *sys.argv[1:]]))
@@ -212,10 +213,12 @@ def fit_all(
     tasks: Sequence[tuple[str, dict[str, Any], Path, int, Any]],
 ) -> dict[str, dict[str, Any]]:
     """Run (key, layer, run_dir, epochs, until) tasks, `ctx.jobs` at a time in separate
-    processes (each with `ctx.threads` torch threads); {key: fit's result}. `until` must be
-    picklable (a module-level callable or a functools.partial of one)."""
-    if ctx.threads:
-        tasks = [(k, {"threads": ctx.threads, **lay}, d, e, u) for k, lay, d, e, u in tasks]
+    processes (each with `ctx.threads` torch threads and `ctx.workers` loader processes);
+    {key: fit's result}. `until` must be picklable (a module-level callable or a
+    functools.partial of one)."""
+    machine = {"threads": ctx.threads, "workers": ctx.workers}
+    machine = {key: value for key, value in machine.items() if value}
+    tasks = [(k, {**machine, **lay}, d, e, u) for k, lay, d, e, u in tasks]
     results: dict[str, dict[str, Any]] = {}
     if ctx.jobs <= 1:
         for key, layer, run_dir, epochs, until in tasks:
@@ -287,7 +290,8 @@ def hardware() -> dict[str, Any]:
 
 def git_state() -> tuple[str, list[str]]:
     """(HEAD of the checkout this package runs from, the files under src/alexnet that differ
-    from it: edited or not yet committed), so a result names exactly the code it ran."""
+    from it: edited or not yet committed), so a result names exactly the code it ran. Outside a
+    git checkout, $ALEXNET_SOURCE_COMMIT names the commit the tree was copied from."""
     root = Path(__file__).resolve().parents[3]
 
     def git(*args: str) -> str:
@@ -295,7 +299,10 @@ def git_state() -> tuple[str, list[str]]:
         # rstrip only: a porcelain line starts with its status column, which may be a space
         return done.stdout.rstrip() if done.returncode == 0 else ""
 
-    head = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    head = git("rev-parse", "--short=12", "HEAD")
+    if not head:  # a copy of the tree without .git (a device machine): the sender names it
+        given = os.environ.get("ALEXNET_SOURCE_COMMIT")
+        return (f"{given} (copy without git; ALEXNET_SOURCE_COMMIT)" if given else "unknown"), []
     status = git("status", "--porcelain", "--", "src/alexnet")
     return head, [line[3:] for line in status.splitlines() if line.strip()]
 
