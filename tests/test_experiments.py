@@ -152,6 +152,15 @@ def test_experiment_smoke(name: str, tmp_path: Path) -> None:
     assert figure.read_bytes()[:4] == b"\x89PNG" and figure.stat().st_size < 200_000
     for row in result["rows"]:
         assert len(row["ours"]["per_seed"]) == 1
+    # a recipe whose inputs and init disagree in scale blows up at once (the ablations' Kaiming
+    # init on 0-255 pixels: a loss of ~1e4 after two steps); a sane start stays near ln(10)
+    records = [
+        json.loads(line)
+        for path in out.glob("**/metrics.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    losses = [r["train_loss"] for r in records if r["kind"] == "epoch"]
+    assert losses and all(np.isfinite(loss) and loss < 10 for loss in losses), losses
 
 
 def test_prepared_view_repoints_a_link_left_to_another_store(tmp_path: Path) -> None:
