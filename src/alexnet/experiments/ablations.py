@@ -9,9 +9,9 @@ that its fully connected layers are far larger than 50,000 32x32 images need. De
 Kaiming initialisation (N(0, 0.01) with bias 1 sits at ln(10) for epochs at this size, reference
 section 1), and so per-channel mean/std normalisation instead of the mean image alone (Kaiming's
 scale assumes unit-variance inputs: on 0-255 pixels minus the mean image the loss passed 1e12
-within four steps at lr 0.01). Training otherwise as section 5: SGD, momentum 0.9, weight decay 5e-4, batch 128,
-random crops and reflections, colour noise on (except in the colour ablation's second arm), one
-lr drop by 10 for the last quarter of the epochs.
+within four steps at lr 0.01). Training otherwise as section 5: SGD, momentum 0.9, weight decay
+5e-4, batch 128, random crops and reflections, colour noise on (except in the colour ablation's
+second arm), one lr drop by 10 for the last quarter of the epochs.
 """
 
 from __future__ import annotations
