@@ -197,7 +197,7 @@ def test_experiment_refuses_a_bad_process_count(
     assert f"{flag} must be" in capsys.readouterr().err
 
 
-def test_git_state_outside_a_checkout_takes_the_named_commit(
+def test_git_state_takes_a_named_commit_over_the_checkout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import subprocess
@@ -212,4 +212,32 @@ def test_git_state_outside_a_checkout_takes_the_named_commit(
     assert common.git_state() == ("unknown", [])
     monkeypatch.setenv("ALEXNET_SOURCE_COMMIT", "0123456789ab")
     commit, dirty = common.git_state()
-    assert commit.startswith("0123456789ab (") and "without git" in commit and dirty == []
+    assert commit.startswith("0123456789ab (") and "ALEXNET_SOURCE_COMMIT" in commit
+    assert dirty == []
+    monkeypatch.undo()  # real git again: the named commit still wins over the checkout's HEAD
+    monkeypatch.setenv("ALEXNET_SOURCE_COMMIT", "0123456789ab")
+    assert common.git_state()[0].startswith("0123456789ab (")
+
+
+def test_page_names_the_runs_the_budget_cut_short_and_the_notes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "p.png").write_bytes(b"\x89PNG fake")
+    arms = {
+        "overlap": {"cut_short": [True, False], "epochs_run": [9, 10]},
+        "non-overlap": {"cut_short": [False, False], "epochs_run": [10, 10]},
+    }
+    result = {**_fake_result("pooling", "2026-01-03T00:00:00Z", [0.2, 0.3], run / "p.png")}
+    result.update(arms=arms, epochs=10, notes=["ran on a borrowed GPU"])
+    (run / "result.json").write_text(json.dumps(result))
+    towers = tmp_path / "towers"
+    towers.mkdir()
+    (towers / "k.png").write_bytes(b"\x89PNG fake")
+    one_arm = {**_fake_result("towers", "2026-01-03T00:00:00Z", [0.1, 0.1], towers / "k.png")}
+    one_arm.update(epochs=10, cut_short=[True, True], epochs_run=[6, 5])
+    (towers / "result.json").write_text(json.dumps(one_arm))
+    page = publish([run, towers], tmp_path / "docs").read_text()
+    assert "planned: 10 epochs): overlap (9, 10 epochs by seed)." in page
+    assert "non-overlap (" not in page  # not cut: not listed
+    assert "every seed (6, 5 epochs by seed)" in page
+    assert "**Note.** ran on a borrowed GPU" in page

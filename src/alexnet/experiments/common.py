@@ -290,8 +290,8 @@ def hardware() -> dict[str, Any]:
 
 def git_state() -> tuple[str, list[str]]:
     """(HEAD of the checkout this package runs from, the files under src/alexnet that differ
-    from it: edited or not yet committed), so a result names exactly the code it ran. Outside a
-    git checkout, $ALEXNET_SOURCE_COMMIT names the commit the tree was copied from."""
+    from it: edited or not yet committed), so a result names exactly the code it ran. For a
+    copy of a clean checkout sent elsewhere, $ALEXNET_SOURCE_COMMIT names the commit it holds."""
     root = Path(__file__).resolve().parents[3]
 
     def git(*args: str) -> str:
@@ -299,10 +299,10 @@ def git_state() -> tuple[str, list[str]]:
         # rstrip only: a porcelain line starts with its status column, which may be a space
         return done.stdout.rstrip() if done.returncode == 0 else ""
 
-    head = git("rev-parse", "--short=12", "HEAD")
-    if not head:  # a copy of the tree without .git (a device machine): the sender names it
-        given = os.environ.get("ALEXNET_SOURCE_COMMIT")
-        return (f"{given} (copy without git; ALEXNET_SOURCE_COMMIT)" if given else "unknown"), []
+    given = os.environ.get("ALEXNET_SOURCE_COMMIT")
+    if given:  # a copy sent elsewhere (a device machine), whose .git may be missing or stale
+        return f"{given} (named by ALEXNET_SOURCE_COMMIT)", []
+    head = git("rev-parse", "--short=12", "HEAD") or "unknown"
     status = git("status", "--porcelain", "--", "src/alexnet")
     return head, [line[3:] for line in status.splitlines() if line.strip()]
 

@@ -154,13 +154,8 @@ def _section(name: str, result: dict[str, Any], older: list[dict[str, Any]]) -> 
             f"ratio is at least {bound:.2f}x (tanh epochs run / ReLU epochs to 25%).",
             "",
         ]
-    cut = [arm for arm, data in result.get("arms", {}).items() if any(data.get("cut_short", []))]
-    if cut:
-        lines += [
-            f"Cut short by the time budget (fewer epochs than planned): {', '.join(cut)}; "
-            "see epochs_run in the JSON.",
-            "",
-        ]
+    lines += _cut_short_lines(result)
+    lines += [f"**Note.** {note}\n" for note in result.get("notes", [])]
     if "sweep" in result:
         lines += _sweep_lines(result["sweep"])
     lines += [*_facts(result), ""]
@@ -172,6 +167,22 @@ def _section(name: str, result: dict[str, Any], older: list[dict[str, Any]]) -> 
         what = head.get("what", "")
         lines.append(f"- Superseded: {old['finished']}, `{old['git_commit']}`: {what} {summary}")
     return [*lines, ""] if older else lines
+
+
+def _cut_short_lines(result: dict[str, Any]) -> list[str]:
+    """Which runs the time budget stopped before the planned epochs, with the epochs each ran."""
+    groups = {arm: data for arm, data in result.get("arms", {}).items()}
+    if "cut_short" in result:  # an experiment of one arm (towers)
+        groups["every seed"] = result
+    cut = [
+        f"{arm} ({', '.join(str(e) for e in data['epochs_run'])} epochs by seed)"
+        for arm, data in groups.items()
+        if any(data.get("cut_short", []))
+    ]
+    if not cut:
+        return []
+    planned = result.get("epochs")
+    return [f"Cut short by the time budget (planned: {planned} epochs): {'; '.join(cut)}.", ""]
 
 
 def _sweep_lines(sweep: dict[str, Any]) -> list[str]:

@@ -105,6 +105,8 @@ def run(ctx: Context) -> dict[str, Any]:
         "epochs": epochs,
         "per_seed": seeds,
         "seconds": [round(r["seconds"], 1) for r in results.values()],
+        "epochs_run": [len(r["records"]) for r in results.values()],
+        "cut_short": [r["cut_short"] for r in results.values()],
         "rows": rows,
         "figure": "kernels-seed0.png",
     }
