@@ -153,6 +153,9 @@ def test_keep_aspect_store_crops_map_onto_the_mean_image(tmp_path: Path) -> None
     )
     store = open_store(tmp_path / "train")
     assert store[0][0].shape == (48, 72, 3) and store.stats.mean_image.shape == (48, 48, 3)
+    assert store.uniform_size() is None  # not square: no whole-batch gather
+    with pytest.raises(ValueError, match="one square size"):
+        store.images_chw(np.arange(2))
     centres = np.stack([store[k][0][:, 12:60] for k in range(6)]).astype(np.float64)
     np.testing.assert_allclose(store.stats.mean_image, centres.mean(axis=0), atol=1e-4)
     loader = make_loader(store, train=False, crop_size=CROP, batch_size=6)
@@ -204,6 +207,39 @@ def test_loader_reads_any_store_like_object(photos: Path) -> None:
         [make_loader(store, **{**kw, "batch_size": 1}).batch(0, int(i))[0][0] for i in picked]
     )
     assert torch.equal(sub, direct) and not torch.equal(sub, full)
+
+
+@pytest.mark.parametrize("normalize", ["mean_image", "channel"])
+@pytest.mark.parametrize("train", [True, False])
+def test_whole_image_batches_are_one_gather_with_the_same_pixels(
+    photos: Path, normalize: str, train: bool
+) -> None:
+    """Crop = stored size, no reflection, no lighting (the embedded default): the loader gathers
+    the batch at once; its pixels equal the per-sample path's and the recipe in float64."""
+    store = open_store(photos / "train")
+    assert store.uniform_size() == SIDE
+    kw = {"train": train, "crop_size": SIDE, "batch_size": 8, "seed": 3, "normalize": normalize}
+    kw.update(flip=False, pca_std=0.0)
+    fast = make_loader(store, **kw)
+    assert fast._whole_batches  # the gather path is the one under test
+    per_sample = make_loader(_Subset(store, np.arange(len(store))), **kw)
+    assert not per_sample._whole_batches
+    images, labels = fast.batch(1, 2)
+    expected_images, expected_labels = per_sample.batch(1, 2)
+    assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+    stats = store.stats
+    for k, index in enumerate(fast.indices(1)[16:24]):
+        img = store[int(index)][0].astype(np.float64)
+        if normalize == "mean_image":
+            x = img - stats.mean_image.astype(np.float64)
+        else:
+            x = (img - stats.channel_mean) / stats.channel_std
+        np.testing.assert_allclose(images[k].numpy(), x.transpose(2, 0, 1), atol=2e-3)
+    # a per-sample draw in training (a reflection, lighting) or any smaller crop keeps the
+    # per-sample path; evaluation draws nothing
+    for change in ({"flip": True}, {"pca_std": 0.1}):
+        assert make_loader(store, **{**kw, **change})._whole_batches is (not train)
+    assert not make_loader(store, **{**kw, "crop_size": CROP})._whole_batches
 
 
 @pytest.mark.parametrize("train", [True, False])

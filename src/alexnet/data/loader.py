@@ -89,6 +89,17 @@ class Loader:
             else None
         )
         self._crop = CropWriter(crop_size, mean_chw)
+        self._mean_chw = mean_chw
+        # One gather per batch when every image is the crop and nothing is drawn per sample
+        # (whole images, no reflection, no lighting; or evaluation's centre view): the same
+        # pixels as the per-sample path, without its Python loop (~15 ms per batch of 128).
+        uniform = getattr(store, "uniform_size", lambda: None)()
+        self._whole_batches = (
+            uniform == crop_size
+            and (mean_chw is None or mean_chw.shape[1:] == (crop_size, crop_size))
+            and not self.ten_crop
+            and (not train or (not flip and pca_std == 0))
+        )
         self._shift = np.zeros(store.channels, np.float32)  # added after the crop (channel mode)
         self._scale = np.ones(store.channels, np.float32)
         if normalize == "channel":
@@ -130,7 +141,11 @@ class Loader:
         out = np.empty((len(idx), views, c, size, size), np.float32)
         light = np.zeros((len(idx), c), np.float32)
         alphas = np.zeros((len(idx), c))
-        for k, i in enumerate(idx.tolist()):
+        if self._whole_batches:
+            out[:, 0] = self.store.images_chw(idx)
+            if self._mean_chw is not None:
+                out[:, 0] -= self._mean_chw
+        for k, i in enumerate([] if self._whole_batches else idx.tolist()):
             img = self._read_chw(i)
             h, w = img.shape[1:]
             if self.train:

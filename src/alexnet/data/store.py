@@ -137,6 +137,7 @@ class ImageStore:
         self.encoding: str = self.meta["encoding"]
         self._data: np.ndarray | None = None
         self._pid = -1
+        self._uniform: int | None = None  # uniform_size(), computed on first use (0: not)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -161,6 +162,32 @@ class ImageStore:
         if self.encoding == "raw":
             return chunk.reshape(c, h, w)
         return decode_stored_jpeg(chunk, self.channels).transpose(2, 0, 1)
+
+    def uniform_size(self) -> int | None:
+        """The side of every image when the store is raw and all images are that square size,
+        packed back to back (so that a batch is one gather); None otherwise."""
+        if self._uniform is None:
+            first = tuple(int(v) for v in self.shapes[0]) if len(self) else (0, 0, 0)
+            h, w, c = first
+            step = h * w * c
+            self._uniform = (
+                h
+                if self.encoding == "raw"
+                and h == w
+                and step > 0
+                and bool(np.all(self.shapes == np.asarray(first)))
+                and np.array_equal(self.offsets, np.arange(len(self) + 1, dtype=np.int64) * step)
+                else 0
+            )
+        return self._uniform or None
+
+    def images_chw(self, indices: np.ndarray) -> np.ndarray:
+        """Images `indices` as one (N, C, S, S) uint8 array, for a store of uniform_size S."""
+        size = self.uniform_size()
+        if size is None:
+            raise ValueError(f"{self.path}: images_chw needs a raw store of one square size")
+        frames = self._buffer().reshape(len(self), self.channels, size, size)
+        return frames[np.asarray(indices)]
 
     def image(self, index: int) -> np.ndarray:
         """Image `index` as (H, W, C) uint8 (a view for raw stores)."""
