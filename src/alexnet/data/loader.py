@@ -140,12 +140,30 @@ class Loader:
         c, size = self.store.channels, self.crop_size
         out = np.empty((len(idx), views, c, size, size), np.float32)
         light = np.zeros((len(idx), c), np.float32)
-        alphas = np.zeros((len(idx), c))
         if self._whole_batches:
             out[:, 0] = self.store.images_chw(idx)
             if self._mean_chw is not None:
                 out[:, 0] -= self._mean_chw
-        for k, i in enumerate([] if self._whole_batches else idx.tolist()):
+        else:
+            alphas = self._crops(out, idx, epoch)
+            if self.train and self.pca_std > 0:
+                light = lighting_offsets(alphas, self.stats.eigval, self.stats.eigvec)
+        shift = (light + self._shift[None, :])[:, None, :, None, None]
+        if np.any(shift):
+            out += shift
+        if self.normalize == "channel":
+            out *= self._scale[None, None, :, None, None]
+        if hasattr(self.store, "release"):
+            self.store.release()
+        images = torch.from_numpy(out if self.ten_crop else out[:, 0])
+        return images, torch.from_numpy(self.store.labels[idx].astype(np.int64))
+
+    def _crops(self, out: np.ndarray, idx: np.ndarray, epoch: int) -> np.ndarray:
+        """Write each sample's crop(s) minus the mean into `out`, drawing crop position,
+        reflection and lighting alpha from its own generator; returns the alphas (N, C)."""
+        c, size = self.store.channels, self.crop_size
+        alphas = np.zeros((len(idx), c))
+        for k, i in enumerate(idx.tolist()):
             img = self._read_chw(i)
             h, w = img.shape[1:]
             if self.train:
@@ -159,17 +177,7 @@ class Loader:
                     self._crop(out[k, v], img, top, left, v >= 5)
             else:
                 self._crop(out[k, 0], img, *center_position(h, w, size), False)
-        if self.train and self.pca_std > 0:
-            light = lighting_offsets(alphas, self.stats.eigval, self.stats.eigvec)
-        shift = (light + self._shift[None, :])[:, None, :, None, None]
-        if np.any(shift):
-            out += shift
-        if self.normalize == "channel":
-            out *= self._scale[None, None, :, None, None]
-        if hasattr(self.store, "release"):
-            self.store.release()
-        images = torch.from_numpy(out if self.ten_crop else out[:, 0])
-        return images, torch.from_numpy(self.store.labels[idx].astype(np.int64))
+        return alphas
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         """Yield batches start_batch, ..., len(self) - 1 of `epoch` (workers > 0: in parallel)."""

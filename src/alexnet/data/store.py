@@ -167,19 +167,19 @@ class ImageStore:
         """The side of every image when the store is raw and all images are that square size,
         packed back to back (so that a batch is one gather); None otherwise."""
         if self._uniform is None:
-            first = tuple(int(v) for v in self.shapes[0]) if len(self) else (0, 0, 0)
-            h, w, c = first
-            step = h * w * c
-            self._uniform = (
-                h
-                if self.encoding == "raw"
-                and h == w
-                and step > 0
-                and bool(np.all(self.shapes == np.asarray(first)))
-                and np.array_equal(self.offsets, np.arange(len(self) + 1, dtype=np.int64) * step)
-                else 0
-            )
+            self._uniform = self._square_packed_side()
         return self._uniform or None
+
+    def _square_packed_side(self) -> int:
+        """uniform_size()'s test, once: 0 where it does not hold."""
+        if self.encoding != "raw" or not len(self):
+            return 0
+        h, w, c = (int(v) for v in self.shapes[0])
+        step = h * w * c
+        if h != w or step == 0 or not np.all(self.shapes == self.shapes[0]):
+            return 0
+        packed = np.array_equal(self.offsets, np.arange(len(self) + 1, dtype=np.int64) * step)
+        return h if packed else 0
 
     def images_chw(self, indices: np.ndarray) -> np.ndarray:
         """Images `indices` as one (N, C, S, S) uint8 array, for a store of uniform_size S."""

@@ -171,7 +171,7 @@ def _section(name: str, result: dict[str, Any], older: list[dict[str, Any]]) -> 
 
 def _cut_short_lines(result: dict[str, Any]) -> list[str]:
     """Which runs the time budget stopped before the planned epochs, with the epochs each ran."""
-    groups = {arm: data for arm, data in result.get("arms", {}).items()}
+    groups = dict(result.get("arms", {}))
     if "cut_short" in result:  # an experiment of one arm (towers)
         groups["every seed"] = result
     cut = [
