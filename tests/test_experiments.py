@@ -90,6 +90,31 @@ def test_fit_stops_at_the_target_and_continues_a_stopped_run(tmp_path: Path) -> 
     assert len(late["records"]) == 2 and late["cut_short"]
 
 
+def test_a_deadline_leaves_both_arms_of_a_seed_at_the_same_epoch(tmp_path: Path) -> None:
+    from alexnet.experiments import lrn
+    from alexnet.experiments.common import Context, prepared
+    from alexnet.experiments.compare import lagging, run_comparison
+
+    data = str(prepared("synthetic:64:32:10", 32))
+    base = {**lrn.base_layer(data, 3, 0.01), "batch_size": 32}
+    # the deadline of an earlier invocation stopped one arm after two epochs, the other after one
+    ahead = fit(
+        merged(base, lrn.ARMS["with LRN"], {"seed": 0}), tmp_path / "runs/with-LRN-seed0", 2
+    )
+    fit(merged(base, lrn.ARMS["without LRN"], {"seed": 0}), tmp_path / "runs/without-LRN-seed0", 1)
+    ctx = Context("lrn", tmp_path, smoke=True, seeds=1, deadline=time.time())  # no epoch may start
+    info = {"claim": "c", "paper": lrn.PAPER, "title": "t"}
+    result = run_comparison(ctx, base, lrn.ARMS, 3, info)
+    for arm in result["arms"].values():
+        assert arm["epochs_run"] == [2] and arm["cut_short"] == [True]
+        assert arm["test_top1_err"]["per_seed"][0] is not None
+    with_lrn = result["arms"]["with LRN"]["test_top1_err"]["per_seed"][0]
+    assert with_lrn == pytest.approx(ahead["test"]["top1_err"])  # the arm ahead was left alone
+    diverged = {"records": [{}] * 5, "diverged": True}
+    runs = {"a seed 0": {"records": [{}] * 2, "diverged": False}, "b seed 0": diverged}
+    assert lagging(runs, ["a", "b"], 1) == {}  # a diverged run sets no level
+
+
 def _fake_result(name: str, finished: str, errs: list[float], figure: Path) -> dict:
     numbers = summary(errs)
     return {

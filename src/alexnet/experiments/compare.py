@@ -3,12 +3,16 @@ normalisation (section 3.3), pooling (3.4), dropout (4.2) and colour-noise (4.1)
 
 Every arm trains the same schedule on the same data with the same seeds (so the same data order
 and, where the shapes agree, the same initial weights); the test split is evaluated once, after
-the last epoch, with the final weights. The effect is the per-seed paired difference of test
-top-1 error, second arm minus first (the arm without the paper's choice minus the arm with it).
+the last epoch, with the final weights. When a deadline stops the runs, the two arms of a seed
+are first brought to the same number of epochs (the one behind trains past the deadline), so
+that neither arm's test error counts an extra epoch. The effect is the per-seed paired
+difference of test top-1 error, second arm minus first (the arm without the paper's choice
+minus the arm with it).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +36,22 @@ def run_comparison(
     names = list(arms)
     if len(names) != 2:
         raise ValueError(f"a comparison has two arms, got {names}")
-    tasks = [
-        (
-            f"{arm} seed {seed}",
+    tasks = {
+        f"{arm} seed {seed}": (
             merged(base, arms[arm], {"seed": seed}),
             ctx.out / "runs" / f"{_slug(arm)}-seed{seed}",
-            epochs,
-            None,
         )
         for seed in range(ctx.seeds)
         for arm in names
-    ]
-    results = fit_all(ctx, tasks)
+    }
+    results = fit_all(ctx, [(key, lay, run, epochs, None) for key, (lay, run) in tasks.items()])
+    behind = lagging(results, names, ctx.seeds)
+    if behind:
+        ctx.log(f"bringing {len(behind)} run(s) level with the other arm of their seed")
+        level = [(key, *tasks[key], target, None) for key, target in behind.items()]
+        for key, caught_up in fit_all(replace(ctx, deadline=None), level).items():
+            caught_up["seconds"] += results[key]["seconds"]  # the run's time in both calls
+            results[key] = caught_up
     per_arm: dict[str, Any] = {}
     for arm in names:
         runs = [results[f"{arm} seed {s}"] for s in range(ctx.seeds)]
@@ -53,7 +61,7 @@ def run_comparison(
             "test_top5_err": summary([_test(r, "top5_err") for r in runs]),
             "final_train_top1_err": summary([_last(r, "train_top1_err") for r in runs]),
             "diverged": [r["diverged"] for r in runs],
-            "cut_short": [r["cut_short"] for r in runs],
+            "cut_short": [not r["diverged"] and len(r["records"]) < epochs for r in runs],
             "epochs_run": [len(r["records"]) for r in runs],
             "seconds": [round(r["seconds"], 1) for r in runs],
             "curves": [[e["train_top1_err"] for e in r["records"]] for r in runs],
@@ -86,6 +94,18 @@ def run_comparison(
     }
     write_result(ctx, result)
     return result
+
+
+def lagging(results: dict[str, dict[str, Any]], names: list[str], seeds: int) -> dict[str, int]:
+    """{run key: epochs to train to} for each run that has fewer epochs than the other arm of
+    its seed (a deadline stopped them apart); diverged runs neither lag nor set the level."""
+    out: dict[str, int] = {}
+    for seed in range(seeds):
+        keys = [f"{arm} seed {seed}" for arm in names]
+        alive = [key for key in keys if not results[key]["diverged"]]
+        level = max((len(results[key]["records"]) for key in alive), default=0)
+        out.update({key: level for key in alive if len(results[key]["records"]) < level})
+    return out
 
 
 def _slug(text: str) -> str:
