@@ -20,7 +20,7 @@ from alexnet.train.config import (
     resolve_config,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "alexnet" / "configs"
 
 
 def _flags(*argv: str) -> dict:
@@ -48,8 +48,10 @@ def test_paper_yaml_states_the_defaults():
     assert recipe["model_options"]["init"] == "paper"
     with pytest.raises(ValueError, match="pass --data"):
         resolve_config(str(CONFIGS / "paper.yaml"), {})
-    config = resolve_config("paper", {"data": "x"})  # a bare name finds configs/paper.yaml
+    config = resolve_config("paper", {"data": "x"})  # a bare name finds the shipped paper.yaml
     assert config.model_options["input_size"] == 227
+    with pytest.raises(FileNotFoundError, match=r"'papr' \(caffe, fashion-mnist, paper\)"):
+        resolve_config("papr", {"data": "x"})  # a misspelt name lists the shipped ones
 
 
 def test_fashion_mnist_yaml_is_the_embedded_default():

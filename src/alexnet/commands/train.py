@@ -1,7 +1,8 @@
 """`alexnet train`: the paper's recipe by default, any field overridable by a flag.
 
-With no arguments it trains the embedded default (Fashion-MNIST, `configs/fashion-mnist.yaml`).
-`--config FILE|NAME` loads a recipe (e.g. `paper`: configs/paper.yaml); flags override it.
+With no arguments it trains the embedded default (Fashion-MNIST: the package's
+configs/fashion-mnist.yaml). `--config FILE|NAME` loads a recipe (e.g. `paper`: the package's
+configs/paper.yaml); flags override it.
 `--resume RUN_DIR` continues a run exactly where its last checkpoint left it; flags given with
 it override the saved config (`--lr` changes the learning rate by hand; `--epochs` extends).
 Data parallel: `torchrun --nproc_per_node=N -m alexnet train ...` (see alexnet.train.distributed).
@@ -16,7 +17,10 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from alexnet.train.config import add_config_arguments
 
-    parser.add_argument("--config", help="recipe YAML file, or a name in configs/ (e.g. paper)")
+    parser.add_argument(
+        "--config",
+        help="recipe YAML file, or a shipped recipe's name (paper, caffe, fashion-mnist)",
+    )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly")
     add_config_arguments(parser)
 

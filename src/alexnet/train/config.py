@@ -1,9 +1,10 @@
 """Typed training configuration: dataclass defaults < recipe file (`--config`) < flags.
 
-The dataclass defaults are the paper's recipe (section 5; `configs/paper.yaml` states them
-again). With no `--config` and no `--data`, `alexnet train` uses the embedded default recipe,
-`EMBEDDED_DEFAULT` (Fashion-MNIST; `configs/fashion-mnist.yaml` holds the same values and a test
-keeps the two equal). Every field becomes a flag: `lr` -> `--lr`, `ckpt_every` -> `--ckpt-every`.
+The dataclass defaults are the paper's recipe (section 5; the shipped `configs/paper.yaml` states
+them again). With no `--config` and no `--data`, `alexnet train` uses the embedded default
+recipe, `EMBEDDED_DEFAULT` (Fashion-MNIST; the shipped `configs/fashion-mnist.yaml` holds the same
+values and a test keeps the two equal). Every field becomes a flag: `lr` -> `--lr`, `ckpt_every`
+-> `--ckpt-every`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class TrainConfig:
     quiet: bool = False  # no progress bar (for logs)
 
 
-# The README's main command (`alexnet train`, no arguments); configs/fashion-mnist.yaml says
+# The README's main command (`alexnet train`, no arguments); alexnet/configs/fashion-mnist.yaml says
 # the same with the reasons for each deviation from the paper's recipe.
 EMBEDDED_DEFAULT: dict[str, Any] = {
     "data": "fashion-mnist",
@@ -96,11 +97,20 @@ def _field_type(f: dataclasses.Field) -> type:
     return typing.get_origin(hint) or hint
 
 
+RECIPES = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package
+
+
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """Read a recipe file (YAML mapping of TrainConfig fields); unknown keys are an error."""
     path = Path(path)
-    if not path.is_file() and not path.suffix:
-        path = Path(__file__).resolve().parents[3] / "configs" / f"{path}.yaml"
+    if not path.is_file() and not path.suffix and path.name == str(path):
+        shipped = RECIPES / f"{path}.yaml"
+        if not shipped.is_file():
+            names = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+            raise FileNotFoundError(
+                f"no recipe file {path} and no shipped recipe '{path}' ({names})"
+            )
+        path = shipped
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
