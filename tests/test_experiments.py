@@ -148,6 +148,8 @@ def test_page_is_generated_from_the_published_results(tmp_path: Path) -> None:
         )
         runs.append(run)
     page = publish(runs, docs).read_text()
+    # at a glance: the row with a paper value, the current result's mean
+    assert "| lrn | test top-1 error | 11% | 24.0% ± 3.6 (n=3) | 4 |" in page
     # current: mean 24.0%, sd of (20, 25, 27) = 3.6 points; each seed listed
     assert "24.0% ± 3.6 (n=3)" in page
     assert "20.0%, 25.0%, 27.0%" in page
@@ -263,6 +265,29 @@ def test_page_names_the_runs_the_budget_cut_short_and_the_notes(tmp_path: Path) 
     (towers / "result.json").write_text(json.dumps(one_arm))
     page = publish([run, towers], tmp_path / "docs").read_text()
     assert "planned: 10 epochs): overlap (9, 10 epochs by seed)." in page
+    assert "| 9-10 (planned 10) |" in page and "| 5-6 (planned 10) |" in page  # at a glance
     assert "non-overlap (" not in page  # not cut: not listed
     assert "every seed (6, 5 epochs by seed)" in page
     assert "**Note.** ran on a borrowed GPU" in page
+
+
+def test_page_headlines_the_claims_row_and_an_open_ended_runs_cap(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    for stamp, ratios in (("2026-01-01T00:00:00Z", [3.0, 5.0]), ("2026-01-02T00:00:00Z", [6.0])):
+        run = tmp_path / stamp[:10]
+        run.mkdir()
+        result = _fake_result("fig1", stamp, [0.1], run / "none.png")
+        del result["epochs"], result["figure"]  # figure 1 stops at a target, up to a cap
+        ratio = {"what": "ratio tanh / ReLU", "paper": "about 6x", "ours": summary(ratios)}
+        result["rows"] = [{**result["rows"][0], "paper": None}, {**ratio, "unit": "x"}]
+        result.update(epoch_cap=40, cut_short=[True], epochs_run=[16])
+        (run / "result.json").write_text(json.dumps(result))
+        publish([run], docs)
+    page = (docs / "results.md").read_text()
+    # the ratio row (the one the paper gives a number for) heads both the glance and the history
+    row = "| fig1 | ratio tanh / ReLU | about 6x | 6.00x ± 0.00 (n=1) | 16 (planned up to 40) |"
+    assert row in page
+    assert (
+        "Superseded: 2026-01-01T00:00:00Z, `abc123`: ratio tanh / ReLU 4.00x ± 1.41 (n=2)" in page
+    )
+    assert "(planned: up to 40 epochs): every seed (16 epochs by seed)" in page

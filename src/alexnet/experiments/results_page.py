@@ -162,9 +162,9 @@ def _section(name: str, result: dict[str, Any], older: list[dict[str, Any]]) -> 
     if result.get("figure"):
         lines += [f"![{name}]({result['figure']})", ""]
     for old in reversed(older):
-        head = old.get("rows", [{}])[-1]
+        head = headline(old)
         summary = fmt_summary(head["ours"], head["unit"])[0] if head else "-"
-        what = head.get("what", "")
+        what = head.get("what", "") if head else ""
         lines.append(f"- Superseded: {old['finished']}, `{old['git_commit']}`: {what} {summary}")
     return [*lines, ""] if older else lines
 
@@ -181,13 +181,14 @@ def _cut_short_lines(result: dict[str, Any]) -> list[str]:
     ]
     if not cut:
         return []
-    planned = result.get("epochs")
+    planned = result.get("epochs") or f"up to {result.get('epoch_cap')}"
     return [f"Cut short by the time budget (planned: {planned} epochs): {'; '.join(cut)}.", ""]
 
 
 def _sweep_lines(sweep: dict[str, Any]) -> list[str]:
     lines = [
-        f"Learning-rate sweep ({sweep['epochs']} epochs each; criterion: {sweep['criterion']}):",
+        f"Learning-rate sweep ({_count(sweep['epochs'], 'epoch')} each; criterion: "
+        f"{sweep['criterion']}):",
         "",
         "| activation | lr | train top-1 err | val top-1 err |",
         "|---|---|---|---|",
@@ -202,9 +203,50 @@ def _sweep_lines(sweep: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The row that answers the claim: the last one with a paper value (the ratio, the effect,
+    the towers' gap), else the first."""
+    rows = result.get("rows", [])
+    with_paper = [r for r in rows if r.get("paper")]
+    return with_paper[-1] if with_paper else (rows[0] if rows else None)
+
+
+def _glance(published: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """One line per experiment with a result: its headline row, the paper's value and ours."""
+    lines = ["## At a glance", "", "| experiment | quantity | paper | ours (mean ± sd) | epochs |"]
+    lines.append("|---|---|---|---|---|")
+    for name in EXPERIMENTS:
+        if not published.get(name):
+            continue
+        result = published[name][-1]
+        head = headline(result)
+        if head is None:
+            continue
+        ours = fmt_summary(head["ours"], head["unit"])[0]
+        epochs = _epochs_run(result)
+        lines.append(f"| {name} | {head['what']} | {head['paper'] or '-'} | {ours} | {epochs} |")
+    return [*lines, ""]
+
+
+def _epochs_run(result: dict[str, Any]) -> str:
+    """The epochs the runs trained (a range when they differ), and the plan when it differs."""
+    planned = result.get("epochs") or f"up to {result.get('epoch_cap')}"
+    groups = [result, *result.get("arms", {}).values()]
+    runs = [e for group in groups for e in group.get("epochs_run", [])]
+    if not runs or min(runs) == max(runs) == result.get("epochs"):
+        return str(planned)
+    span = str(min(runs)) if min(runs) == max(runs) else f"{min(runs)}-{max(runs)}"
+    return f"{span} (planned {planned})"
+
+
 def render(published: dict[str, list[dict[str, Any]]]) -> str:
-    """The whole page: one section per experiment, in EXPERIMENTS order."""
-    lines = [HEADER]
+    """The whole page: the headline of each experiment, then one section per experiment, in
+    EXPERIMENTS order."""
+    lines = [HEADER, *_glance(published)]
     missing = []
     for name in EXPERIMENTS:
         results = published.get(name)
