@@ -181,7 +181,7 @@ def _cut_short_lines(result: dict[str, Any]) -> list[str]:
     ]
     if not cut:
         return []
-    planned = result.get("epochs") or f"up to {result.get('epoch_cap')}"
+    planned = _planned(result)
     return [f"Cut short by the time budget (planned: {planned} epochs): {'; '.join(cut)}.", ""]
 
 
@@ -201,6 +201,11 @@ def _sweep_lines(sweep: dict[str, Any]) -> list[str]:
                 f"| {act} | {r['lr']:g}{chosen} | {fmt(r['train_top1_err'], '%')} | {err} |"
             )
     return [*lines, ""]
+
+
+def _planned(result: dict[str, Any]) -> str:
+    """The planned epochs: a fixed number, or a cap for runs that stop at a target (figure 1)."""
+    return str(result.get("epochs") or f"up to {result.get('epoch_cap')}")
 
 
 def _count(n: int, noun: str) -> str:
@@ -234,11 +239,11 @@ def _glance(published: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 def _epochs_run(result: dict[str, Any]) -> str:
     """The epochs the runs trained (a range when they differ), and the plan when it differs."""
-    planned = result.get("epochs") or f"up to {result.get('epoch_cap')}"
+    planned = _planned(result)
     groups = [result, *result.get("arms", {}).values()]
     runs = [e for group in groups for e in group.get("epochs_run", [])]
     if not runs or min(runs) == max(runs) == result.get("epochs"):
-        return str(planned)
+        return planned
     span = str(min(runs)) if min(runs) == max(runs) else f"{min(runs)}-{max(runs)}"
     return f"{span} (planned {planned})"
 
