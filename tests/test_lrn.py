@@ -169,10 +169,11 @@ def test_torch_fallback_matches_kernel(monkeypatch):
 
 
 def test_kernel_builds_into_cache_and_missing_compiler_falls_back(monkeypatch, tmp_path):
+    monkeypatch.delenv("ALEXNET_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(lrn, "_state", {})
     assert lrn.lrn_backend() == "cpp"
-    assert len(list((tmp_path / "alexnet").glob("lrn-*.so"))) == 1
+    assert len(list((tmp_path / "alexnet").glob("kernels/lrn-*.so"))) == 1
     monkeypatch.setattr(lrn, "_state", {})
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))

@@ -76,8 +76,8 @@ def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
     With `view`, a directory holding only the train split (a link), so the trainer neither
     validates nor tests on anything else: figure 1 measures training error only.
     """
+    from alexnet.cache import cache_dir
     from alexnet.data.prepare import ensure_prepared
-    from alexnet.train.run import cache_dir
 
     out = ensure_prepared(spec, cache_dir(), image_size, quiet=True)
     if view is None:

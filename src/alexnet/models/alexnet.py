@@ -211,8 +211,14 @@ def alexnet(
     dropout: float = 0.5,
     init: str = "paper",
     towers: int = 2,
+    lrn_scope: str = "tower",
 ) -> AlexNet:
-    """The paper's two-tower net (section 3): 5 conv + 3 FC, LRN, overlapping max-pool."""
+    """The paper's two-tower net (section 3): 5 conv + 3 FC, LRN, overlapping max-pool.
+
+    `lrn_scope="tower"` normalises each tower's maps alone, as each GPU did; "all" lets the
+    window cross the towers, as Caffe's bvlc_alexnet (one device, one LRN layer) does.
+    """
+    check_choice("lrn_scope", lrn_scope, ["tower", "all"])
     return AlexNet(
         num_classes=num_classes,
         in_chans=in_chans,
@@ -223,6 +229,7 @@ def alexnet(
         dropout=dropout,
         init=init,
         towers=towers,
+        norm_within_towers=lrn_scope == "tower",
     )
 
 

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from alexnet.cache import cache_dir
+
 _SOURCE = Path(__file__).with_name("lrn_kernel.cpp")
 _CXX_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17")
 _DTYPES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
@@ -41,8 +43,7 @@ _state: dict[str, object] = {}
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "alexnet"
+    return cache_dir() / "kernels"
 
 
 def _build(cxx: str) -> Path:

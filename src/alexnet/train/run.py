@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import yaml
 
+from alexnet.cache import cache_dir
 from alexnet.train.checkpoint import load_checkpoint
 from alexnet.train.config import TrainConfig, config_to_dict, make_config
 from alexnet.train.distributed import (
@@ -31,11 +32,6 @@ from alexnet.train.distributed import (
     pick_device,
 )
 from alexnet.train.loop import Trainer
-
-
-def cache_dir() -> Path:
-    """Where named data sets are prepared on the fly: $ALEXNET_CACHE or ~/.cache/alexnet."""
-    return Path(os.environ.get("ALEXNET_CACHE") or Path.home() / ".cache" / "alexnet")
 
 
 def data_splits(spec: str, image_size: int, ctx: DistContext, quiet: bool) -> dict[str, Path]:
