@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from alexnet.cli import main
-from alexnet.infer.classes import build_tsv_from_package, imagenet_classes
+from alexnet.data.classes import build_tsv_from_package, imagenet_classes
+from alexnet.data.preset import Preprocess, ten_crop
 from alexnet.infer.predict import embed_files, expand_inputs, predict_files
-from alexnet.infer.preprocess import Preprocess, ten_crop
 from alexnet.infer.weights import load_weights
 from alexnet.train.checkpoint import save_atomic
 from test_infer_helpers import CLASSES, IMAGE, INPUT, checkpoint, make_run, photos, tiny_model

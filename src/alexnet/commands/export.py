@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @user_errors("export")
 def run(args: argparse.Namespace) -> int:
     from alexnet.infer import export
-    from alexnet.infer.torchvision_compat import export_torchvision_state_dict
     from alexnet.infer.weights import load_weights
+    from alexnet.models.pretrained.torchvision import export_torchvision_state_dict
 
     model, pre, _ = load_weights(args.weights)
     diff = None

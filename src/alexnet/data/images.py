@@ -116,6 +116,21 @@ def resize_center_crop(img: np.ndarray, size: int, keep_aspect: bool = False) ->
     return np.ascontiguousarray(img[top : top + size, left : left + size])
 
 
+def resize_warp(img: np.ndarray, size: int) -> np.ndarray:
+    """Squeeze the whole image to size x size, aspect ignored (Caffe's ImageNet preprocessing).
+
+    Same filter and array conventions as `resize_center_crop`.
+    """
+    if img.ndim == 2:
+        img = img[:, :, None]
+    h, w, c = img.shape
+    if (h, w) == (size, size):
+        return np.ascontiguousarray(img)
+    pil = Image.fromarray(img[:, :, 0] if c == 1 else img)
+    warped = np.asarray(pil.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return warped.reshape(size, size, c)
+
+
 def encode_jpeg(img: np.ndarray, quality: int = 95) -> bytes:
     """JPEG bytes of an (H, W, 1|3) uint8 image, no chroma subsampling (4:4:4)."""
     pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)

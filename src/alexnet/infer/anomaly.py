@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from alexnet.data.preset import Preprocess
 from alexnet.infer.features import pairwise_distances, pooled_conv, store_features
-from alexnet.infer.preprocess import Preprocess
 
 BANK_FORMAT = "alexnet-anomaly-bank/1"
 

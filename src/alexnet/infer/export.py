@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from alexnet.models.weights_file import save_weights
+
 FORMATS = ("onnx", "safetensors", "torchscript", "torchvision")
 OPSET = 17
 
@@ -110,6 +112,4 @@ def export_torchscript(model: nn.Module, path: str | Path) -> float:
 
 def export_safetensors(model: nn.Module, pre: object, path: str | Path) -> Path:
     """Exactly the model's state dict (strict-loadable), with the metadata header for predict."""
-    from alexnet.infer.weights import save_weights
-
     return save_weights(path, model, pre, with_mean_image=False)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet.infer.preprocess import Preprocess
+from alexnet.data.preset import Preprocess
 
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.data.preset import Preprocess
 from alexnet.infer.features import FeatureFn, fc7
-from alexnet.infer.preprocess import Preprocess
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _entry(rank: int, index: int, prob: float, classes: list[str]) -> dict[str, 
     label = classes[index] if index < len(classes) else str(index)
     entry = {"rank": rank, "index": index, "label": label, "probability": prob}
     if len(classes) == 1000:  # ImageNet: the synset id disambiguates "crane" and "maillot"
-        from alexnet.infer.classes import imagenet_classes
+        from alexnet.data.classes import imagenet_classes
 
         table = imagenet_classes()
         if table[index].name == label:

@@ -13,7 +13,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from alexnet.infer.weights import load_weights, save_weights
+from alexnet.infer.weights import load_weights
+from alexnet.models.weights_file import save_weights
 
 
 def sha256_file(path: Path) -> str:

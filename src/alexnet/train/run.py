@@ -209,8 +209,8 @@ def _finish(trainer: Trainer, result: dict, run_dir: Path, config: TrainConfig) 
             f" (err {result['top5_err']:.4f})"
         )
     if config.safetensors:  # the weights file `alexnet predict` and `release` read
-        from alexnet.infer.preprocess import Preprocess
-        from alexnet.infer.weights import save_weights
+        from alexnet.data.preset import Preprocess
+        from alexnet.models.weights_file import save_weights
 
         core = trainer.core
         if hasattr(core, "grouped_state_dict"):

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from alexnet.data.preset import Preprocess
 from alexnet.infer.features import prepared_splits, store_features
-from alexnet.infer.preprocess import Preprocess
 from alexnet.infer.weights import find_checkpoint, load_weights, read_metrics, run_data_spec
 from alexnet.viz import curves, kernels, neighbours, predictions
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from alexnet.data.preset import Preprocess
 from alexnet.infer.features import nearest, store_features
-from alexnet.infer.preprocess import Preprocess
 from alexnet.viz.common import display_image, new_figure, save
 
 NEIGHBOURS = 6

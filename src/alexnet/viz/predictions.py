@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alexnet.infer.preprocess import Preprocess
+from alexnet.data.preset import Preprocess
 from alexnet.viz.common import display_image, new_figure, save
 
 COLUMNS = 4

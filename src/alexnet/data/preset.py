@@ -1,13 +1,16 @@
-"""The preprocessing that belongs to a set of weights, and its application to any image.
+"""The preset: the preprocessing that belongs to a set of weights, and its application to an image.
 
 Weights carry their preprocessing (as torchvision's weights entries do) so that inference cannot
 pair them with the wrong transforms. Pixel convention (docs/architecture.md): model input is
 float32 NCHW in the 0-255 scale, minus the training mean image (paper section 2), or
 `(pixel - mean) / std` per channel, with mean and std also in the 0-255 scale.
 
-Geometry: the shorter side is rescaled to `image_size` and the central `image_size` square kept
-(paper section 2, what `alexnet prepare` stores), then the central `crop_size` patch (or, for
-ten-crop testing, the four corners, the centre and their reflections; section 4.1).
+Geometry: with `resize="shorter"` the shorter side is rescaled to `image_size` and the central
+`image_size` square kept (paper section 2, what `alexnet prepare` stores); with `resize="warp"`
+the whole image is squeezed to `image_size` x `image_size` (what Caffe's ImageNet tools did).
+Then the central `crop_size` patch (or, for ten-crop testing, the four corners, the centre and
+their reflections; section 4.1). Colour order is always RGB: weights from BGR sources (Caffe)
+have conv1's input channels flipped once when they are imported.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from alexnet.data.images import resize_center_crop, resize_warp
+
 NORMALIZE_MODES = ("mean_image", "channel")
+RESIZE_MODES = ("shorter", "warp")
 
 
 @dataclass
@@ -33,9 +39,12 @@ class Preprocess:
     mean_image: torch.Tensor | None = None  # (image_size, image_size, in_chans), 0-255 scale
     mean: list[float] | None = None
     std: list[float] | None = None
+    resize: str = "shorter"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"preprocess.resize is {self.resize!r}; use {RESIZE_MODES}")
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"preprocess.normalize is {self.normalize!r}; use {NORMALIZE_MODES}")
         if self.crop_size > self.image_size:
@@ -66,6 +75,7 @@ class Preprocess:
             "mean_image",
             "mean",
             "std",
+            "resize",
         }
         missing = {"image_size", "crop_size", "in_chans", "normalize"} - set(d)
         if missing:
@@ -88,6 +98,8 @@ class Preprocess:
             normalize=self.normalize,
             classes=list(self.classes),
         )
+        if self.resize != "shorter":  # files written before the field existed read as shorter
+            d["resize"] = self.resize
         if self.normalize == "channel":
             d.update(mean=list(self.mean or []), std=list(self.std or []))
         elif tensors:
@@ -96,13 +108,14 @@ class Preprocess:
 
     def image_tensor(self, img: np.ndarray) -> torch.Tensor:
         """uint8 HWC RGB (any size) -> normalised float32 CHW at image_size x image_size."""
-        from alexnet.data.images import resize_center_crop
-
         if self.in_chans == 1 and img.ndim == 3 and img.shape[2] == 3:
             # ITU-R 601 luma, the formula PIL's convert("L") uses.
             img = np.rint(img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
             img = img.astype(np.uint8)[:, :, None]
-        img = resize_center_crop(img, self.image_size)
+        if self.resize == "warp":
+            img = resize_warp(img, self.image_size)
+        else:
+            img = resize_center_crop(img, self.image_size)
         if img.ndim == 2:
             img = img[:, :, None]
         x = torch.tensor(img, dtype=torch.float32)  # (H, W, C), 0-255 scale

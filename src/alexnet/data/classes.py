@@ -3,7 +3,7 @@
 The resource `alexnet/resources/imagenet_classes.tsv` holds index, WordNet synset id, short name
 and the full WordNet lemma list in the standard 0-999 order (synset ids sorted, the order
 torchvision and Keras use). It is generated from the `imagenet-classes` package (MIT, licence
-kept beside it) by `python -m alexnet.infer.classes OUT.tsv`, mapping by synset id. Two short
+kept beside it) by `python -m alexnet.data.classes OUT.tsv`, mapping by synset id. Two short
 names occur twice ("crane": 134 bird, 517 machine; "maillot": 638, 639), as in torchvision's
 list; the synset id tells them apart, so predictions report it too.
 """

@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from alexnet.infer.preprocess import Preprocess
+from alexnet.data.classes import imagenet_class_names
+from alexnet.data.preset import Preprocess
+from alexnet.models.weights_file import build_model
 
 # torchvision.models.alexnet: features.{0,3,6,8,10} convs, classifier.{1,4,6} linears.
 TORCHVISION_SHAPES: dict[str, tuple[int, ...]] = {
@@ -80,14 +82,10 @@ def import_torchvision_state_dict(
     state: Any, *, source: str | Path = "state dict"
 ) -> tuple[nn.Module, Preprocess, dict[str, Any]]:
     """torchvision alexnet state dict -> (alexnet_owt with it loaded strictly, preprocess, meta)."""
-    from alexnet.infer.weights import build_model
-
     num_classes = check_torchvision_state_dict(state, source)
     model = build_model("alexnet_owt", {"num_classes": num_classes}, state)
     classes: list[str] = []
     if num_classes == 1000:
-        from alexnet.infer.classes import imagenet_class_names
-
         classes = imagenet_class_names()
     meta = {"kind": "torchvision", "source": str(source), "model_name": "alexnet_owt"}
     return model, torchvision_preprocess(classes), meta
