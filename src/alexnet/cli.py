@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("figures", "PNG figures of a run: curves, conv1 kernels, predictions, neighbours"),
     "report": ("report", "one self-contained HTML page for a run (config, metrics, figures)"),
     "anomaly": ("anomaly", "fit/score/eval a k-NN anomaly detector on pooled conv features"),
+    "weights": ("weights", "published ImageNet weights: list, pull (download) or import a file"),
     "bench": ("bench", "training/inference speed side by side: matmul ceiling, LRN, baseline"),
 }
 

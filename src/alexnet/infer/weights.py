@@ -4,7 +4,10 @@
 - a run directory (`RUN_DIR/checkpoints/best.pt`, else `last.pt`; docs/architecture.md),
 - a checkpoint `.pt` (read with `torch.load(..., weights_only=True)`: no pickled code runs),
 - a weights file `.safetensors` written by `alexnet release` or `alexnet export`,
-- a torchvision alexnet state dict (`.pth`), imported into `alexnet_owt`.
+- a torchvision alexnet state dict (`.pth`), imported into `alexnet_owt`,
+- a registry name (`alexnet weights list`: `torchvision`, `caffe-alexnet`, ...), downloaded and
+  converted once into the cache (models/pretrained/store.py), unless a file or folder of that
+  name exists here.
 
 Weights file format: the tensors are the model's state dict (plus `preprocess.mean_image` in a
 release when the net subtracts a mean image); the header metadata key `alexnet` holds JSON with
@@ -22,6 +25,8 @@ import torch
 from torch import nn
 
 from alexnet.data.preset import Preprocess
+from alexnet.models.pretrained.registry import get_weights, is_weights_name
+from alexnet.models.pretrained.store import load_entry
 from alexnet.models.pretrained.torchvision import import_torchvision_state_dict
 from alexnet.models.weights_file import build_model, default_classes, read_weights_file
 
@@ -31,12 +36,17 @@ def load_weights(
 ) -> tuple[nn.Module, Preprocess, dict[str, Any]]:
     """(model in eval mode, its preprocessing, metadata) from a run, checkpoint or weights file."""
     path = Path(path)
-    if path.is_dir():
+    if not path.exists() and is_weights_name(str(path)):
+        model, pre, meta = load_entry(get_weights(str(path)))
+    elif path.is_dir():
         ckpt_path = find_checkpoint(path)
         model, pre, meta = _from_checkpoint(_torch_load(ckpt_path), ckpt_path)
         meta.update(kind="run", run_dir=str(path), last_epoch=last_epoch_metrics(path))
     elif not path.is_file():
-        raise FileNotFoundError(f"{path}: no such run directory or weights file")
+        raise FileNotFoundError(
+            f"{path}: no such run directory or weights file, nor a registry name "
+            "(`alexnet weights list`)"
+        )
     elif path.suffix == ".safetensors":
         model, pre, meta = read_weights_file(path)
         meta["source"] = str(path)

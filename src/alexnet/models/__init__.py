@@ -1,4 +1,6 @@
-"""The model zoo: `create_model(name, **options)` and `list_models()` (see docs/architecture.md).
+"""The model zoo: `create_model(name, weights=None, **options)` and `list_models()`.
+
+See docs/architecture.md; `weights` names published weights (`alexnet weights list`).
 
 Importing this package registers every model: the ImageNet nets of `alexnet.models.alexnet`
 and the CIFAR-10 nets of `alexnet.models.cifar`.
@@ -7,8 +9,8 @@ and the CIFAR-10 nets of `alexnet.models.cifar`.
 from alexnet.models import alexnet as _alexnet  # noqa: F401 - registers the ImageNet nets
 from alexnet.models import cifar as _cifar  # noqa: F401 - registers the CIFAR-10 nets
 from alexnet.models.layers import LocallyConnected2d, PerTower
+from alexnet.models.pretrained.create import create_model
 from alexnet.models.registry import (
-    create_model,
     list_models,
     model_defaults,
     model_description,

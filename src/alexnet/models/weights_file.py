@@ -3,7 +3,7 @@
 Format (docs/architecture.md): the tensors are the model's state dict (plus
 `preprocess.mean_image` when the net subtracts a mean image); the header metadata key `alexnet`
 holds JSON with `format`, `model_name`, `model_options`, `preprocess` (without tensors),
-`metrics`, and optionally `config` (the recipe that made the weights) and `source` (where
+`metrics`, and optionally `config` (the recipe that made the weights) and `origin` (where
 imported weights came from). `alexnet release`, `alexnet export --format safetensors`, the end
 of `alexnet train` and `alexnet weights pull|import` all write this one format.
 """
@@ -69,7 +69,7 @@ def read_weights_file(path: str | Path) -> tuple[nn.Module, Preprocess, dict[str
     model = build_model(meta["model_name"], meta["model_options"], tensors)
     pre = Preprocess.from_dict(pre_dict)
     default_classes(pre, model)
-    meta.update(kind="weights", source_file=str(path))
+    meta["kind"] = "weights"
     return model, pre, meta
 
 
@@ -78,7 +78,7 @@ def weights_metadata(
     pre: Preprocess,
     metrics: dict[str, Any],
     config: dict[str, Any] | None = None,
-    source: dict[str, Any] | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The safetensors header for a weights file: everything inference needs but tensors."""
     meta: dict[str, Any] = {
@@ -90,8 +90,8 @@ def weights_metadata(
     }
     if config is not None:
         meta["config"] = config
-    if source is not None:
-        meta["source"] = source
+    if origin is not None:
+        meta["origin"] = origin
     return {META_KEY: json.dumps(meta, sort_keys=True, default=_json_default)}
 
 
@@ -110,7 +110,7 @@ def save_weights(
     *,
     metrics: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
-    source: dict[str, Any] | None = None,
+    origin: dict[str, Any] | None = None,
     with_mean_image: bool = True,
 ) -> Path:
     """Write a weights file (state dict + metadata, + mean image if asked), atomically."""
@@ -118,7 +118,7 @@ def save_weights(
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if with_mean_image and pre.mean_image is not None:
         tensors[MEAN_IMAGE_KEY] = pre.mean_image.contiguous()
-    header = weights_metadata(model, pre, metrics or {}, config, source)
+    header = weights_metadata(model, pre, metrics or {}, config, origin)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
