@@ -45,6 +45,10 @@ class TrainConfig:
     model: str = "alexnet"  # a name from `alexnet list-models`
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {dropout: 0.5}
     reinit: str = ""  # "": the model's own init; "torch": PyTorch's layer defaults
+    init_from: str = ""  # fine-tune from: a weights name (alexnet weights list), run or file
+    freeze: str = ""  # with init_from: no updates in every layer up to this one (e.g. conv5)
+    new_layer_lr: float = 10.0  # with init_from: lr multiplier of fresh layers (Caffe: 10)
+    init_preset: bool = True  # with init_from: normalise as the weights' preset (no: data stats)
     # optimisation (section 5)
     epochs: int = 90  # section 5: roughly 90 passes over the training set
     max_steps: int = 0  # stop after this many steps in all (0: no limit)

@@ -6,6 +6,7 @@ the learning-rate schedule and the best checkpoint; `test` is used only for the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.models.transfer import Transfer, freeze_through, load_fitting
 from alexnet.train.config import TrainConfig
 from alexnet.train.distributed import DistContext
+from alexnet.train.init import InitSource
 
 
 class StoreSubset:
@@ -60,9 +63,14 @@ class RunData:
 
 
 def build_loaders(
-    config: TrainConfig, splits: dict[str, Path], batch: int, ctx: DistContext
+    config: TrainConfig,
+    splits: dict[str, Path],
+    batch: int,
+    ctx: DistContext,
+    stats: Callable[[Any], Any] | None = None,
 ) -> RunData:
-    """Train, val and test loaders for this rank (per-rank batch `batch`)."""
+    """Train, val and test loaders for this rank (per-rank batch `batch`); `stats` turns the
+    train store's statistics into the ones the loaders normalise with (fine-tuning's preset)."""
     from alexnet.data.loader import make_loader
     from alexnet.data.store import open_store
     from alexnet.models import model_defaults
@@ -76,7 +84,8 @@ def build_loaders(
     crop = int(config.model_options.get("input_size", model_defaults(config.model)["input_size"]))
     common = {
         "crop_size": crop, "seed": config.seed, "rank": ctx.rank, "world_size": ctx.world_size,
-        "workers": config.workers, "stats": store.stats, "normalize": config.normalize,
+        "workers": config.workers, "stats": stats(store.stats) if stats else store.stats,
+        "normalize": config.normalize,
     }  # fmt: skip
 
     def evaluation(part: Any, ten_crop: bool = False) -> Any:
@@ -97,12 +106,16 @@ def build_loaders(
 
 
 def build_model(
-    config: TrainConfig, data: RunData, device: torch.device, precision: str, ctx: DistContext
-) -> tuple[nn.Module, nn.Module]:
-    """(the model the loop calls, the bare model): towers split or DDP-wrapped as configured.
-
-    `in_chans` and `num_classes` come from the data unless the recipe sets them.
-    """
+    config: TrainConfig,
+    data: RunData,
+    device: torch.device,
+    precision: str,
+    ctx: DistContext,
+    init: InitSource | None = None,
+) -> tuple[nn.Module, nn.Module, Transfer | None]:
+    """(the model the loop calls, the bare model, what `init` loaded): towers split or
+    DDP-wrapped as configured. `in_chans` and `num_classes` come from the data unless the recipe
+    sets them; with `init` (fine-tuning) every layer of it that fits is loaded."""
     from alexnet.models import create_model
     from alexnet.runtime import prepare_model
 
@@ -114,6 +127,15 @@ def build_model(
         for layer in core.modules():
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 layer.reset_parameters()
+    transfer = None
+    if init is not None:
+        if config.towers:
+            raise ValueError("--init-from with --towers is not supported; train on one device")
+        transfer = load_fitting(core, init.state)
+    if config.freeze:
+        if init is None:
+            raise ValueError("--freeze needs --init-from: frozen random layers learn nothing")
+        freeze_through(core, config.freeze)
     if config.towers:
         from alexnet.train.towers import TwoTowerAlexNet
 
@@ -128,4 +150,4 @@ def build_model(
 
         ids = [device.index] if device.type == "cuda" and not config.towers else None
         model = DistributedDataParallel(model, device_ids=ids)
-    return model, core
+    return model, core, transfer

@@ -68,6 +68,7 @@ class Trainer:
         device: torch.device,
         precision: str,
         ctx: DistContext | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
     ) -> None:
         self.config, self.model, self.device, self.precision = config, model, device, precision
         self.train_loader, self.val_loader = train_loader, val_loader
@@ -75,7 +76,7 @@ class Trainer:
         self.ctx = ctx or DistContext()
         self.core = model.module if hasattr(model, "module") else model  # under DDP
         self.num_classes = int(self.core.num_classes)
-        self.optimizer = make_optimizer(model.parameters(), config)
+        self.optimizer = make_optimizer(param_groups or model.parameters(), config)
         self.schedule = LRSchedule(self.optimizer, config)
         self.progress = Progress()
         self.log: RunLog | None = None

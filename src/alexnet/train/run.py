@@ -7,12 +7,14 @@ use the val split (or `val_split` of train held out), never the test split.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ import torch
 import yaml
 
 from alexnet.cache import cache_dir
+from alexnet.data.stats import DataStats
+from alexnet.data.store import open_store
+from alexnet.models.transfer import Transfer
 from alexnet.train.checkpoint import load_checkpoint
 from alexnet.train.config import TrainConfig, config_to_dict, make_config
 from alexnet.train.distributed import (
@@ -31,6 +36,7 @@ from alexnet.train.distributed import (
     per_rank_batch,
     pick_device,
 )
+from alexnet.train.init import InitSource, load_source, param_groups, preset_stats
 from alexnet.train.loop import Trainer
 
 
@@ -56,9 +62,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_preprocess(store: Any, crop_size: int, normalize: str) -> dict[str, Any]:
-    """The checkpoint's `preprocess` entry (docs/architecture.md) from the train store."""
-    if store.stats is None:
+def make_preprocess(store: Any, crop_size: int, normalize: str, stats: Any) -> dict[str, Any]:
+    """The checkpoint's `preprocess` entry (docs/architecture.md): the train store's geometry
+    and classes, normalised with `stats` (the store's, or a fine-tuning source's)."""
+    if stats is None:
         raise ValueError(f"{store.path}: the train split has no statistics (stats.npz)")
     pre: dict[str, Any] = {
         "image_size": int(store.image_size),
@@ -68,10 +75,10 @@ def make_preprocess(store: Any, crop_size: int, normalize: str) -> dict[str, Any
         "classes": list(store.class_names),
     }
     if normalize == "mean_image":
-        pre["mean_image"] = torch.from_numpy(np.asarray(store.stats.mean_image, np.float32))
+        pre["mean_image"] = torch.from_numpy(np.asarray(stats.mean_image, np.float32))
     elif normalize == "channel":
-        pre["mean"] = [float(v) for v in store.stats.channel_mean]
-        pre["std"] = [float(v) for v in store.stats.channel_std]
+        pre["mean"] = [float(v) for v in stats.channel_mean]
+        pre["std"] = [float(v) for v in stats.channel_std]
     else:
         raise ValueError(f"normalize {normalize!r} must be mean_image or channel")
     return pre
@@ -80,18 +87,48 @@ def make_preprocess(store: Any, crop_size: int, normalize: str) -> dict[str, Any
 def eval_stats(pre: Any) -> Any:
     """Loader statistics from a weights file's preprocessing (Preprocess): its mean image or
     per-channel mean/std. Evaluation draws no lighting noise, so the PCA fields stay neutral."""
-    from alexnet.data.stats import DataStats
-
     c = int(pre.in_chans)
-    mean = np.asarray(pre.mean if pre.mean is not None else np.zeros(c), np.float32)
-    std = np.asarray(pre.std if pre.std is not None else np.ones(c), np.float32)
-    mean_image = (
-        pre.mean_image.numpy().astype(np.float32)
-        if pre.mean_image is not None
-        else np.zeros((pre.image_size, pre.image_size, c), np.float32)
-    )
     eye = np.eye(c)
-    return DataStats(mean_image, mean, std, eye, np.zeros(c), eye, pixel_count=0)
+    neutral = DataStats(np.zeros(0), np.zeros(c), np.ones(c), eye, np.zeros(c), eye, 0)
+    return preset_stats(pre, neutral)
+
+
+def fine_tune_config(config: TrainConfig, init: InitSource) -> TrainConfig:
+    """The run's config with the source's model and options, and (unless `init_preset` is off)
+    its preset's stored size and normalisation."""
+    changes: dict[str, Any] = {"model": init.model_name, "model_options": init.model_options}
+    if config.init_preset:
+        changes.update(image_size=init.preset.image_size, normalize=init.preset.normalize)
+    return make_config(config_to_dict(config), changes)
+
+
+def init_stats(
+    config: TrainConfig, init: InitSource | None, store: Any, ctx: DistContext
+) -> Callable[[Any], Any] | None:
+    """How the loaders' statistics follow the source's preset, or None for the data's own."""
+    if init is None or not config.init_preset:
+        return None
+    pre = init.preset
+    channels, size = int(store.channels), int(store.image_size)
+    if channels != pre.in_chans or (pre.normalize == "mean_image" and size != pre.image_size):
+        if ctx.is_main:
+            print(
+                f"init from {init.spec}: its preset is for {pre.in_chans}-channel "
+                f"{pre.image_size}-px images, the data has {channels} channels at {size} px; "
+                "normalising with the data's own statistics"
+            )
+        return None
+    return functools.partial(preset_stats, pre)
+
+
+def describe_init(config: TrainConfig, transfer: Transfer, with_preset: bool) -> str:
+    """The fine-tuning summary printed at the start of a run."""
+    frozen = f"; frozen through {config.freeze}" if config.freeze else ""
+    norm = "the source's preset" if with_preset else "the data's statistics"
+    return (
+        f"init from {config.init_from}: {transfer.describe()}{frozen}; fresh layers at "
+        f"{config.new_layer_lr:g}x the lr; normalised with {norm}"
+    )
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -158,18 +195,24 @@ def _train(
     configure_threads(config.threads or None)
     precision = best_precision(device) if config.precision == "auto" else config.precision
     seed_everything(config.seed)
+    init = load_source(config.init_from) if config.init_from else None
+    if init is not None:  # the source decides the net, and (its preset) the image sizes
+        config = fine_tune_config(config, init)
     splits = data_splits(config.data, config.image_size, ctx, config.quiet)
     if "train" not in splits:
         raise ValueError(f"--data {config.data}: no train split (found {sorted(splits)})")
     batch = per_rank_batch(config.batch_size, ctx.world_size)
-    data = build_loaders(config, splits, batch, ctx)
-    model, core = build_model(config, data, device, precision, ctx)
-    preprocess = make_preprocess(data.train_store, core.input_size, config.normalize)
+    stats = init_stats(config, init, open_store(splits["train"]), ctx)
+    data = build_loaders(config, splits, batch, ctx, stats=stats)
+    model, core, transfer = build_model(config, data, device, precision, ctx, init)
+    used = stats(data.train_store.stats) if stats else data.train_store.stats
+    preprocess = make_preprocess(data.train_store, core.input_size, config.normalize, used)
+    groups = param_groups(core, transfer.fresh, config.new_layer_lr) if transfer else None
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     config = make_config(config_to_dict(config), {"out": str(run_dir)})
     trainer = Trainer(
         config, model, data.train, data.val, preprocess=preprocess, run_dir=run_dir,
-        device=data.input_device or device, precision=precision, ctx=ctx,
+        device=data.input_device or device, precision=precision, ctx=ctx, param_groups=groups,
     )  # fmt: skip
     if ckpt is not None:
         trainer.load_state(ckpt, lr_override)
@@ -177,6 +220,8 @@ def _train(
         write_run_files(run_dir, config, command)
         if not config.quiet:
             print(f"run dir {run_dir}; {config.model} on {config.data}, {precision}, {device}")
+        if transfer is not None:
+            print(describe_init(config, transfer, stats is not None))
     trainer.fit(resume_step=None if ckpt is None else trainer.progress.step)
     result = final_test(trainer, data, config, precision)
     if ctx.is_main:

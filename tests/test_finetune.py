@@ -1,0 +1,99 @@
+"""Fine-tuning (`alexnet train --init-from`): the loaded layers are the source's, the new head
+is fresh and learns at new_layer_lr x the lr, frozen layers do not move, resume stays exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from alexnet.cli import main
+from alexnet.data.prepare import prepare
+from alexnet.models import create_model
+from alexnet.models.transfer import freeze_through, load_fitting
+
+TINY = ["--model", "cifar_fig1", "--model-option", "input_size=12", "--batch-size", "8",
+        "--lr", "0.05", "--quiet", "--precision", "fp32", "--log-every", "100"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A trained 3-class source run and a 4-class target data set."""
+    root = tmp_path_factory.mktemp("ft")
+    prepare("synthetic:48:16:3", root / "src-data", size=16, workers=1, quiet=True)
+    prepare("synthetic:64:16:4", root / "dst-data", size=16, workers=1, quiet=True)
+    run = root / "source"
+    assert main(["train", "--data", str(root / "src-data"), "--out", str(run), "--epochs", "1",
+                 *TINY]) == 0  # fmt: skip
+    return root, run
+
+
+def weights(run) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def fine_tune(root, run, out, *extra) -> int:
+    return main(["train", "--data", str(root / "dst-data"), "--init-from", str(run),
+                 "--out", str(out), "--seed", "1", *TINY, *extra])  # fmt: skip
+
+
+def test_loaded_frozen_and_fresh_layers(source, capsys) -> None:
+    root, run = source
+    src = weights(run)
+    out = root / "frozen"
+    capsys.readouterr()
+    assert fine_tune(root, run, out, "--epochs", "1", "--freeze", "conv3") == 0
+    said = capsys.readouterr().out
+    assert "loaded conv1, conv2, conv3; initialised afresh: fc" in said and "conv3" in said
+    got = weights(out)
+    for k in ("conv1.weight", "conv2.bias", "conv3.weight"):  # frozen: exactly the source's
+        assert torch.equal(got[k], src[k]), k
+    assert got["fc.weight"].shape[0] == 4 and src["fc.weight"].shape[0] == 3  # a new head
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["init_from"] == str(run) and config["freeze"] == "conv3"
+    # the head's group learns at 10x the lr; the frozen layers are in no group
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    groups = ckpt["optimizer"]["param_groups"]
+    assert [(g["lr_mult"], len(g["params"])) for g in groups] == [(10.0, 2)]
+
+
+def test_unfrozen_layers_start_from_the_source_and_move(source) -> None:
+    root, run = source
+    src = weights(run)
+    out = root / "moving"
+    assert fine_tune(root, run, out, "--max-steps", "1", "--lr", "1e-9") == 0
+    got = weights(out)
+    # one step at a negligible lr: the loaded layers are the source's to ~1e-9, not re-drawn
+    for k in ("conv1.weight", "conv3.bias"):
+        torch.testing.assert_close(got[k], src[k], rtol=0, atol=1e-6)
+    fresh = create_model("cifar_fig1", input_size=12, num_classes=4)
+    assert not torch.allclose(got["conv1.weight"], fresh.conv1.weight)
+
+
+def test_resume_of_a_fine_tuning_run_is_exact(source) -> None:
+    root, run = source
+    whole, cut = root / "whole", root / "cut"
+    assert fine_tune(root, run, whole, "--epochs", "2", "--freeze", "conv1") == 0
+    assert fine_tune(root, run, cut, "--epochs", "1", "--freeze", "conv1") == 0
+    assert main(["train", "--resume", str(cut), "--epochs", "2", "--quiet"]) == 0
+    a, b = weights(whole), weights(cut)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_transfer_helpers() -> None:
+    src = create_model("alexnet", input_size=67, num_classes=10).state_dict()
+    grey = create_model("alexnet", input_size=67, num_classes=5, in_chans=1)
+    transfer = load_fitting(grey, src)
+    assert transfer.fresh == ("conv1", "fc8")  # 1 input channel, 5 classes
+    assert torch.equal(grey.conv2.weight, src["conv2.weight"])
+    assert freeze_through(grey, "conv2") == ["conv1", "conv2"]
+    assert not grey.conv2.weight.requires_grad and grey.conv3.weight.requires_grad
+    with pytest.raises(ValueError, match="not a learned layer"):
+        freeze_through(grey, "conv9")
+
+
+def test_freeze_without_init_is_refused(source, capsys) -> None:
+    root, _ = source
+    assert main(["train", "--data", str(root / "dst-data"), "--freeze", "conv1",
+                 "--out", str(root / "x"), *TINY]) == 2  # fmt: skip
+    assert "--freeze needs --init-from" in capsys.readouterr().err
