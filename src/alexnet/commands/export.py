@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, help="output file")
     parser.add_argument(
+        "--with-preprocess",
+        action="store_true",
+        help="onnx: normalisation and softmax inside the graph (uint8 RGB crops in, "
+        "probabilities out); every ONNX file carries the preset and class names as metadata",
+    )
+    parser.add_argument(
         "--tolerance",
         type=float,
         default=1e-3,
@@ -36,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     model, pre, _ = load_weights(args.weights)
     diff = None
     if args.format == "onnx":
-        diff = export.export_onnx(model, args.out)
+        diff = export.export_onnx(model, args.out, pre, with_preprocess=args.with_preprocess)
         if diff is None:
             print("onnxruntime is not installed: parity not checked", file=sys.stderr)
     elif args.format == "torchscript":
