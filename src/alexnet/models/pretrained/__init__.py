@@ -1,0 +1,1 @@
+"""Trained ImageNet weights from other frameworks, converted to this package's nets."""
