@@ -1,0 +1,1 @@
+"""Pretrained weights: the registry, the importers and the cache."""
