@@ -301,6 +301,29 @@ def _swap(first: str, second: str):  # CaffeNet: pool before LRN
     return change
 
 
+def _append(op: str):
+    def change(model):
+        last = model.graph.node[-1].output[0]
+        model.graph.node.append(helper.make_node(op, [last, last], ["extra"], name="extra"))
+
+    return change
+
+
+def _dtype(name: str, data_type: int):
+    def change(model):
+        next(t for t in model.graph.initializer if t.name == name).data_type = data_type
+
+    return change
+
+
+def _reshape(*shape):
+    def change(model):
+        t = next(t for t in model.graph.initializer if t.name == "OC2_DUMMY_1")
+        t.CopyFrom(numpy_helper.from_array(np.array(shape, np.int64), "OC2_DUMMY_1"))
+
+    return change
+
+
 def _input(*dims):
     def change(model):
         shape = model.graph.input[0].type.tensor_type.shape.dim
@@ -324,6 +347,9 @@ def _input(*dims):
         (_set("conv1_1", pads=[2, 2, 2, 2]), "node 0 (conv1) has pads [2, 2, 2, 2], expected"),
         (_set("pool5_1", pads=[1, 1, 1, 1]), "node 14 (pool5) has pads [1, 1, 1, 1]"),
         (_drop("fc8_1"), "node 22 (fc8) is Softmax, expected Gemm"),
+        (_append("Add"), "node 24 (Add) is unexpected after prob"),
+        (_dtype("conv3_w_0", TensorProto.FLOAT16), "initializer conv3_w_0 is FLOAT16, expected"),
+        (_reshape(1, 6400), "node 15 (flatten) reshapes to [1, 6400], expected [N, 9216]"),
         (_input(1, 1, 224, 224), "input data_0 has shape [1, 1, 224, 224], expected [N, 3, H, W]"),
         (_input(1, 3, 256, 256), "input data_0 is 256x256, expected 224 or 227"),
     ],
@@ -338,6 +364,22 @@ def test_another_architecture_is_refused_naming_the_first_mismatch(tmp_path, cha
     text = str(info.value)
     assert text.startswith(f"{path}: ") and message in text, text
     assert "\n" not in text
+
+
+def test_variants_of_the_same_net_are_accepted():
+    """No Dropout, no Softmax, Flatten for Reshape, a 227 input of any batch, ceil-mode pooling
+    without pads: every one computes bvlc_alexnet at 227, so the structure check lets it pass."""
+    model = zoo_model(None)
+    _drop("fc6_3")(model)
+    _drop("fc7_3")(model)
+    model.graph.node.pop()  # the Softmax: the graph now ends with the logits
+    flatten = next(n for n in model.graph.node if n.name == "OC2_DUMMY_0")
+    flatten.CopyFrom(helper.make_node("Flatten", ["pool5_1"], ["OC2_DUMMY_0"], axis=1))
+    _set("pool1_1", ceil_mode=1)(model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_param, dims[2].dim_value, dims[3].dim_value = "N", 227, 227
+    weights = onnx_zoo._check_graph(model.graph, onnx)
+    assert sorted(weights) == sorted(f"{k}.{p}" for k in SHAPES for p in ("weight", "bias"))
 
 
 def test_damaged_garbage_and_truncated_files_are_one_line_errors(zoo, tmp_path):

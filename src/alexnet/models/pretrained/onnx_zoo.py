@@ -138,6 +138,7 @@ def onnx_state_dict(path: str | Path) -> tuple[str, dict[str, Any], dict[str, to
     try:
         weights = _check_graph(model.graph, onnx)
         state = {key: _tensor(proto, numpy_helper, t) for key, (proto, t) in weights.items()}
+        state = {k: v.reshape(-1) if k.endswith("bias") else v for k, v in state.items()}
     except _Mismatch as e:
         raise ValueError(f"{path}: {e}") from None
     state["conv1.weight"] = state["conv1.weight"].flip(1).contiguous()  # BGR -> RGB, once
@@ -163,9 +164,9 @@ def _tensor(proto: Any, numpy_helper: Any, transpose: bool) -> torch.Tensor:
 def _check_graph(graph: Any, onnx: Any) -> dict[str, Any]:
     """Walk the nodes against `_SEQUENCE`; return {our key: (initializer, transpose it)}."""
     inits = {t.name: t for t in graph.initializer}
-    _check_input(graph, inits, onnx)
+    previous = _check_input(graph, inits, onnx)
     nodes, weights = list(graph.node), {}
-    index, previous = 0, None
+    index, matched = 0, ""
     for label, ops, required in _SEQUENCE:
         node = nodes[index] if index < len(nodes) else None
         if node is None or node.op_type not in ops:
@@ -174,17 +175,19 @@ def _check_graph(graph: Any, onnx: Any) -> dict[str, Any]:
             found = f"is {node.op_type}" if node is not None else "is missing (graph ends)"
             raise _Mismatch(f"node {index} ({label}) {found}, expected {' or '.join(ops)}")
         where = f"node {index} ({label})"
-        if previous is not None and (not node.input or node.input[0] != previous):
-            raise _Mismatch(f"{where} does not take node {index - 1}'s output")
+        if not node.input or node.input[0] != previous:
+            source = f"node {index - 1}'s output" if index else f"the graph input {previous}"
+            raise _Mismatch(f"{where} does not take {source}")
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         _CHECKS.get(node.op_type, _no_check)(where, label, node, attrs, inits, weights)
-        previous, index = node.output[0], index + 1
+        previous, index, matched = node.output[0], index + 1, label
     if index < len(nodes):
-        raise _Mismatch(f"node {index} ({nodes[index].op_type}) is unexpected after the softmax")
+        raise _Mismatch(f"node {index} ({nodes[index].op_type}) is unexpected after {matched}")
     return weights
 
 
-def _check_input(graph: Any, inits: dict[str, Any], onnx: Any) -> None:
+def _check_input(graph: Any, inits: dict[str, Any], onnx: Any) -> str:
+    """The one image input, [N, 3, S, S] with S 224 (the zoo's) or 227 (Caffe's); its name."""
     inputs = [i for i in graph.input if i.name not in inits]
     if len(inputs) != 1:
         raise _Mismatch(f"graph has {len(inputs)} data inputs, expected 1 (an NCHW image batch)")
@@ -196,6 +199,7 @@ def _check_input(graph: Any, inits: dict[str, Any], onnx: Any) -> None:
         raise _Mismatch(f"input {inputs[0].name} has shape {dims}, expected [N, 3, H, W]")
     if any(d is not None and d not in _SIDES for d in dims[2:]) or dims[2] != dims[3]:
         raise _Mismatch(f"input {inputs[0].name} is {dims[2]}x{dims[3]}, expected 224 or 227")
+    return inputs[0].name
 
 
 def _initializer(where: str, node: Any, position: int, inits: dict[str, Any], what: str) -> Any:
@@ -204,8 +208,9 @@ def _initializer(where: str, node: Any, position: int, inits: dict[str, Any], wh
     tensor = inits[node.input[position]]
     if tensor.data_location == 1:  # TensorProto.EXTERNAL
         raise _Mismatch(f"initializer {tensor.name} is stored outside the file (not supported)")
-    if tensor.data_type != 1:  # TensorProto.FLOAT
-        raise _Mismatch(f"initializer {tensor.name} is not float32 (a quantised graph?)")
+    if tensor.data_type != 1:  # TensorProto.FLOAT; the zoo's int8 / qdq files have no such Conv
+        kind = _onnx()[0].TensorProto.DataType.Name(tensor.data_type)
+        raise _Mismatch(f"initializer {tensor.name} is {kind}, expected FLOAT")
     return tensor
 
 
