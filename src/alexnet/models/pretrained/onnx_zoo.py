@@ -9,12 +9,16 @@ opset-12 file, Intel Neural Compressor's own 54.80 / 78.23 measured with that to
 
 The graph declares `data_0: float[1, 3, 224, 224]` although the net is Caffe's 227 one: conv1
 has no padding and the converter wrote explicit pads for Caffe's ceil-mode pooling (pool5:
-[0, 0, 1, 1], onnx/models issue 5). Fed 227 the graph computes bvlc_alexnet exactly (55, 27, 13,
-6 maps; the extra pad is never reached): OpenCV's own test runs the zoo file at 227 against
-Caffe's output (opencv/opencv modules/dnn/test/test_onnx_importer.cpp, Test_ONNX_nets.Alexnet).
-Fed its declared 224 it computes another function (54, 26, 12 maps, pool5's last window half
-padding), which no option of `alexnet` reproduces (`input_size=224` pads conv1 by 2, as
-torchvision does); so the import targets `alexnet` at 227: `MODEL_OPTIONS`.
+[0, 0, 1, 1], onnx/models issue 5; at 224 conv1/pool1/pool2 give 54/26/12 maps, as ONNC's
+printout of the zoo's bvlc_alexnet/model.onnx in its backend porting guide shows). Fed 227 the
+graph computes bvlc_alexnet exactly (55, 27, 13, 6 maps; the extra pad is never reached):
+OpenCV's own test runs the zoo file at 227 against Caffe's output (opencv/opencv
+modules/dnn/test/test_onnx_importer.cpp, Test_ONNX_nets.Alexnet). Fed its declared 224 it
+computes another function (pool5's last windows reach into its padding), which no option of
+`alexnet` reproduces (`input_size=224` pads conv1 by 2, as torchvision does; the zoo graph would
+need conv1 unpadded at 224 and pool5 alone rounding up); so the import targets `alexnet` at 227:
+`MODEL_OPTIONS`. The real files' pads come from those sources, not from a file: the check
+accepts either end pad (0 or 1) on every pool, since both give Caffe's windows at 227.
 
 `onnx_state_dict(path)` checks the graph node by node against that structure (op types in order,
 conv groups/kernels/strides/pads, LRN constants, pooling, FC shapes, the input) and refuses any
