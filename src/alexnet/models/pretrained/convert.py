@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from alexnet.models.pretrained.caffe import caffe_state_dict
+from alexnet.models.pretrained.onnx_zoo import onnx_state_dict
 from alexnet.models.pretrained.registry import WeightsEntry
 from alexnet.models.pretrained.torchvision import check_torchvision_state_dict
 from alexnet.models.weights_file import build_model
@@ -29,6 +31,12 @@ def convert_file(entry: WeightsEntry, path: Path) -> nn.Module:
         except Exception as err:  # torch raises several types for foreign files
             raise ValueError(f"{path}: not a torchvision state dict ({err})") from err
         options["num_classes"] = check_torchvision_state_dict(state, path)
+    elif entry.format == "caffemodel":
+        state = caffe_state_dict(path, entry.model)
+        options["num_classes"] = int(state["fc8.weight"].shape[0])
     else:
-        raise ValueError(f"{path}: format {entry.format!r} cannot be converted yet")
+        name, zoo_options, state = onnx_state_dict(path)
+        if name != entry.model:
+            raise ValueError(f"{path}: an ONNX graph of {name}, the entry says {entry.model}")
+        options = {**zoo_options, **options}
     return build_model(entry.model, options, state)
