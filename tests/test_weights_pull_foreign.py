@@ -110,3 +110,21 @@ def test_caffe_and_onnx_files_pulled_and_predicted(tmp_path, monkeypatch, capsys
     session = ort.InferenceSession(str(oracle), providers=["CPUExecutionProvider"])
     (probs,) = session.run(["prob_1"], {"data_0": blob})
     agree(predicted("onnxtest", photo, capsys), probs.reshape(-1).astype(np.float64))
+
+
+def test_a_caffemodel_of_another_net_lands_nowhere(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    files = tmp_path / "served"
+    files.mkdir()
+    conv1 = {k: v for k, v in random_state(1).items() if k.startswith("conv1")}
+    small = write_caffemodel(files / "small.caffemodel", data_blobs(conv1), "alexnet", "layer")
+    with serve(files) as base:
+        registry = tmp_path / "extra.yaml"
+        registry.write_text(yaml.safe_dump({"other": entry(
+            "caffemodel", "small.caffemodel", f"{base}/small.caffemodel",
+            ("sha1", hashlib.sha1(small.read_bytes()).hexdigest()))}))  # fmt: skip
+        monkeypatch.setenv("ALEXNET_WEIGHTS_REGISTRY", str(registry))
+        assert main(["weights", "pull", "other", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no layer conv2" in err and err.count("\n") == 1
+    assert list((tmp_path / "cache" / "weights").iterdir()) == []
