@@ -101,7 +101,8 @@ def test_tower_made_grey_measures_near_zero_the_other_not() -> None:
     texts = figure_texts(fig)
     assert "conv1 kernels of test weights" in texts
     assert "tower 1: kernels 1-48" in texts and "tower 2: kernels 49-96" in texts
-    assert "greyer tower: 2" in texts and "colour specificity = ||w - grey(w)||^2" in texts
+    assert "tower 2's mean is lower by 0.6" in texts
+    assert "colour specificity = ||w - grey(w)||^2" in texts
 
 
 def test_colour_specificity_is_measured_on_the_kernels_as_they_act_on_pixels() -> None:
@@ -120,6 +121,26 @@ def test_colour_specificity_is_measured_on_the_kernels_as_they_act_on_pixels() -
     texts = figure_texts(fig)
     assert "one tower (conv2 not grouped): 64 kernels" in texts
     assert "first-layer kernels of alexnet_owt" in texts
+
+
+def test_a_published_grid_is_redrawn_with_labels_and_the_same_numbers(tmp_path: Path) -> None:
+    model = tiny_model(seed=5)
+    with torch.no_grad():
+        model.conv1.weight[48:, 1:] *= 0.3  # tower 2 leans red: its numbers differ from tower 1
+    weight = kernels.first_conv_weight(model)
+    grid = kernels.kernel_grid(weight, 2)
+    Image.fromarray(grid).save(tmp_path / "old.png")
+    back = kernels.kernels_from_grid(grid, 96, 2, 11)
+    np.testing.assert_array_equal(kernels.kernel_grid(back, 2), grid)  # the grid is exact
+    summary = kernels.redraw_grid(
+        tmp_path / "old.png", tmp_path / "new.png", count=96, towers=2, k=11, title="t"
+    )
+    want = kernels.tower_stats(kernels.colour_specificity(weight), 2)
+    for got, ref in zip(summary["per_tower"], want, strict=True):
+        assert got["mean"] == pytest.approx(ref["mean"], abs=2e-3)  # 8-bit quantisation
+    png = np.asarray(Image.open(tmp_path / "new.png").convert("RGB"))
+    x, y = summary["grid_origins"][1]
+    np.testing.assert_array_equal(png[y : y + 140, x : x + 738], grid[152:])
 
 
 def figure_texts(fig) -> str:

@@ -178,7 +178,14 @@ def kernel_figure(
 ) -> tuple[Any, dict[str, Any]]:
     """(matplotlib Figure, summary): the towers' grids, drawn 1:1, with title and labels."""
     weight = pixel_space(first_conv_weight(model), pre)
-    towers = towers_of(model)
+    name = getattr(model, "model_name", type(model).__name__)
+    return weight_figure(weight, towers_of(model), name=name, title=title)
+
+
+def weight_figure(
+    weight: torch.Tensor, towers: int, *, name: str, title: str | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """`kernel_figure` for a first-layer weight (out, in, k, k) split into `towers`."""
     if weight.shape[0] % towers:
         towers = 1
     summary = summarise(weight, towers)
@@ -186,9 +193,9 @@ def kernel_figure(
     grids = [kernel_grid(weight[t * per : (t + 1) * per], 1) for t in range(towers)]
     grid_w = grids[0].shape[1]
     width = max(MIN_WIDTH, grid_w + 2 * MARGIN)
-    height = TITLE_H + sum(LABEL_H + g.shape[0] for g in grids) + TOWER_GAP * (towers - 1) + FOOT_H
+    foot = FOOT_H if "per_tower" in summary else 0
+    height = TITLE_H + sum(LABEL_H + g.shape[0] for g in grids) + TOWER_GAP * (towers - 1) + foot
     fig = new_figure(width, height)
-    name = getattr(model, "model_name", type(model).__name__)
     k, c = int(weight.shape[-1]), int(weight.shape[1])
     head = title or f"first-layer kernels of {name}"
     line = f"{name}: {weight.shape[0]} kernels of {k}x{k}x{c}"
@@ -196,8 +203,8 @@ def kernel_figure(
     line += " (paper figure 3)"
     if towers == 2 and "tower_mean" in summary:
         means = summary["tower_mean"]
-        line += f"; greyer tower: {1 + int(means[1] < means[0])}, "
-        line += f"gap in mean {abs(means[0] - means[1]):.3f}"
+        line += f"; tower {1 + int(means[1] < means[0])}'s mean is lower by "
+        line += f"{abs(means[0] - means[1]):.3f}"
     fig.suptitle(head, x=MARGIN / width, y=1 - 8 / height, ha="left", va="top", fontsize=13)
     fig.text(
         MARGIN / width,
@@ -223,15 +230,16 @@ def kernel_figure(
         y += LABEL_H
         fig.figimage(grid, xo=left, yo=height - y - grid.shape[0], origin="upper")
         y += grid.shape[0] + TOWER_GAP
-    fig.text(
-        MARGIN / width,
-        (FOOT_H - 6) / height,
-        MEASURE.replace(": the fraction", ":\nthe fraction"),
-        ha="left",
-        va="top",
-        fontsize=7.5,
-        color="0.25",
-    )
+    if foot:
+        fig.text(
+            MARGIN / width,
+            (FOOT_H - 6) / height,
+            MEASURE.replace(": the fraction", ":\nthe fraction"),
+            ha="left",
+            va="top",
+            fontsize=7.5,
+            color="0.25",
+        )
     summary["grid_origins"] = [
         [left, TITLE_H + sum(LABEL_H + g.shape[0] + TOWER_GAP for g in grids[:t]) + LABEL_H]
         for t in range(towers)
@@ -253,4 +261,35 @@ def plot_kernels(
     save(fig, png)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def kernels_from_grid(grid: np.ndarray, count: int, towers: int, k: int) -> torch.Tensor:
+    """The kernels of a `kernel_grid` image, each up to its positive display scale (pixel -
+    127.5), quantised to the grid's 8 bits: (count, 3, k, k). Colour specificity does not
+    depend on a kernel's scale, so it can be measured again from a published grid."""
+    scale = max(1, 44 // k)
+    per = count // towers
+    cell = k * scale + BORDER
+    tower_h = -(-per // COLUMNS) * cell + BORDER
+    out = np.empty((count, 3, k, k), np.float32)
+    for i in range(count):
+        t, j = divmod(i, per)
+        r, c = divmod(j, COLUMNS)
+        top = t * (tower_h + TOWER_GAP) + BORDER + r * cell
+        left = BORDER + c * cell
+        tile = grid[top : top + k * scale : scale, left : left + k * scale : scale, :3]
+        out[i] = tile.transpose(2, 0, 1).astype(np.float32) - 127.5
+    return torch.from_numpy(out)
+
+
+def redraw_grid(src: Path, dst: Path, *, count: int, towers: int, k: int, title: str) -> dict:
+    """Redraw an unlabelled `kernel_grid` PNG (an older figure, its weights gone) as the
+    labelled figure; the numbers come from the 8-bit grid. Returns the summary."""
+    from PIL import Image
+
+    grid = np.asarray(Image.open(src).convert("RGB"))
+    weight = kernels_from_grid(grid, count, towers, k)
+    fig, summary = weight_figure(weight, towers, name="alexnet", title=title)
+    save(fig, dst)
     return summary
