@@ -270,6 +270,17 @@ def test_figures_of_a_weights_file_with_an_image_folder(
     assert manifest["weights"] == "mynet.pt" and "curves" not in manifest
     assert len(manifest["neighbours"]["queries"]) == 3 and manifest["neighbours"]["embedded"] == 13
     assert Image.open(fig / "neighbours.png").size == neighbours.figure_size(3)
+    # the panels' numbers are `alexnet predict`'s for the same files
+    from alexnet.infer.predict import predict_files
+
+    pred = manifest["predictions"]
+    model, pre, _ = load_weights(weights)
+    items = predict_files(model, pre, [photos_dir / f for f in pred["files"]], top=5)
+    for item, top in zip(items, pred["top5"], strict=True):
+        assert [e["label"] for e in item.top] == [e["label"] for e in top]
+        np.testing.assert_allclose(
+            [e["probability"] for e in item.top], [e["probability"] for e in top], atol=1e-5
+        )
 
 
 def test_figures_of_missing_weights_create_nothing(tmp_path: Path, capsys) -> None:
@@ -325,3 +336,13 @@ def test_towers_experiment_figure_is_labelled(tmp_path: Path, monkeypatch) -> No
     texts = figure_texts(drawn[0])
     assert "conv1 kernels after training (towers experiment, seed0)" in texts
     assert "tower 1: kernels 1-48" in texts and "colour specificity: mean" in texts
+
+
+def test_report_states_each_towers_numbers() -> None:
+    from alexnet.viz.report import _colour
+
+    stats = kernels.tower_stats(np.array([0.1, 0.2, 0.9, 0.7]), 2)
+    text = _colour({"tower_mean": [0.15, 0.8], "per_tower": stats, "measure": kernels.MEASURE})
+    assert "tower 1: mean 0.150, median 0.150, 0% above 0.5" in text
+    assert "tower 2: mean 0.800, median 0.800, 100% above 0.5" in text
+    assert "tower 1: mean 0.150" in _colour({"tower_mean": [0.15], "measure": "m"})  # older json

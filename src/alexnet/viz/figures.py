@@ -197,10 +197,10 @@ def _folder_figures(
     rel = [f.relative_to(folder) for f in result.files]
     shown = neighbours.sample_indices(len(result.files), count, seed=1)
     truths = [folder_truth(rel[int(i)], pre.classes) for i in shown]
-    predictions.plot_file_predictions(
+    top = predictions.plot_file_predictions(
         model,
         pre,
-        [neighbours.thumbnail(result.files[int(i)]) for i in shown],
+        [result.files[int(i)] for i in shown],
         [str(rel[int(i)]) for i in shown],
         out / "predictions.png",
         truths=truths if any(t is not None for t in truths) else None,
@@ -218,7 +218,11 @@ def _folder_figures(
     return {
         "images": str(folder),
         "skipped": [f"unreadable, left out: {e}" for e in result.errors],
-        "predictions": {"file": "predictions.png", "files": [str(rel[int(i)]) for i in shown]},
+        "predictions": {
+            "file": "predictions.png",
+            "files": [str(rel[int(i)]) for i in shown],
+            "top5": top,
+        },
         "neighbours": {
             "file": "neighbours.png",
             "distance": neighbours.DISTANCE,

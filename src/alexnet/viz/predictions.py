@@ -115,15 +115,29 @@ def plot_predictions(
 def plot_file_predictions(
     model: nn.Module,
     pre: Preprocess,
-    images: Sequence[np.ndarray],
+    files: Sequence[Path],
     captions: Sequence[str],
     path: Path,
     *,
     truths: Sequence[int | None] | None = None,
     title: str = "top-5 predictions",
-) -> Path:
-    """Panels for decoded image files (a user's folder), captioned with their file names."""
-    probs = top5(model, pre, images)
+) -> list[list[dict[str, Any]]]:
+    """Panels for image files (a user's folder), captioned with their file names. The net sees
+    each file as `alexnet predict` does (same decoder, the weights' preprocessing, centre crop);
+    the panel shows the whole image. Returns each file's top 5 as [{label, probability}]."""
+    from alexnet.data.images import load_image
+    from alexnet.viz.neighbours import thumbnail
+
+    probs = top5(model, pre, [load_image(f, draft_size=pre.image_size) for f in files])
     names = pre.classes or [str(i) for i in range(probs.shape[1])]
-    fig = predictions_figure(images, probs, names, truths=truths, captions=captions, title=title)
-    return save(fig, path)
+    shown = [thumbnail(f) for f in files]
+    fig = predictions_figure(shown, probs, names, truths=truths, captions=captions, title=title)
+    save(fig, path)
+    top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=-1)
+    return [
+        [
+            {"label": names[i] if i < len(names) else str(i), "probability": round(p, 6)}
+            for p, i in zip(ps, ids, strict=True)
+        ]
+        for ps, ids in zip(top_p.tolist(), top_i.tolist(), strict=True)
+    ]
