@@ -290,6 +290,12 @@ def test_figures_of_missing_weights_create_nothing(tmp_path: Path, capsys) -> No
     run = make_run(tmp_path / "run")
     assert main(["figures", str(run), "--images", str(tmp_path / "nothere")]) == 2
     assert "no such image folder" in capsys.readouterr().err
+    (tmp_path / "one").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "one" / "a.png")
+    assert main(["figures", str(run), "--images", str(tmp_path / "one")]) == 2
+    assert "1 image file(s); fc7 neighbours need at least 2" in capsys.readouterr().err
+    assert main(["figures", str(run), "--queries", "0"]) == 2
+    assert "--queries must be at least 1" in capsys.readouterr().err
     assert not (run / "figures").exists()
 
 

@@ -58,8 +58,14 @@ def make_figures(
     for name, value in (("count", count), ("queries", queries), ("index_size", index_size)):
         if value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if images is not None and not Path(images).is_dir():
-        raise FileNotFoundError(f"{images}: no such image folder (--images)")
+    if images is not None:
+        from alexnet.infer.predict import expand_inputs
+
+        if not Path(images).is_dir():
+            raise FileNotFoundError(f"{images}: no such image folder (--images)")
+        found = len(expand_inputs([images]))
+        if found < 2:
+            raise ValueError(f"{images}: {found} image file(s); fc7 neighbours need at least 2")
     model, pre, meta = load_weights(weights)
     is_run = meta.get("kind") == "run"
     out = Path(out) if out is not None else default_out(weights, meta)
