@@ -352,3 +352,39 @@ def test_report_states_each_towers_numbers() -> None:
     assert "tower 1: mean 0.150, median 0.150, 0% above 0.5" in text
     assert "tower 2: mean 0.800, median 0.800, 100% above 0.5" in text
     assert "tower 1: mean 0.150" in _colour({"tower_mean": [0.15], "measure": "m"})  # older json
+
+
+def test_figures_of_registry_weights_with_an_image_folder(
+    photos_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`alexnet figures NAME --images DIR` for a registry name (as for caffe-alexnet), here a
+    test entry of torchvision's layout imported offline: one tower, 64 kernels."""
+    import yaml
+
+    from alexnet.models import create_model
+    from test_weights_registry import sha256, tv_entry
+
+    torch.manual_seed(0)
+    pth = tmp_path / "tv-test.pth"
+    torch.save(create_model("alexnet_owt").state_dict(), pth)
+    (tmp_path / "extra.yaml").write_text(
+        yaml.safe_dump({"tvtest": tv_entry("http://127.0.0.1:9/tv-test.pth", sha256(pth))})
+    )
+    monkeypatch.setenv("ALEXNET_WEIGHTS_REGISTRY", str(tmp_path / "extra.yaml"))
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ALEXNET_OFFLINE", "1")
+    assert main(["weights", "import", str(pth), "--name", "tvtest"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["figures", "tvtest", "--images", str(photos_dir), "--queries", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "figures of tvtest (alexnet_owt) in figures-tvtest" in out
+    assert "all kernels (64 kernels): mean" in out
+    manifest = json.loads((tmp_path / "figures-tvtest" / "figures.json").read_text())
+    assert manifest["kernels"]["towers"] == 1 and len(manifest["neighbours"]["found"]) == 2
+    assert manifest["predictions"]["top5"][0][0]["label"] in imagenet_names()
+
+
+def imagenet_names() -> list[str]:
+    from alexnet.data.classes import imagenet_class_names
+
+    return imagenet_class_names()

@@ -13,8 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "weights",
         metavar="WEIGHTS",
-        help="a run directory (alexnet train --out), checkpoint .pt, weights .safetensors or a "
-        "torchvision alexnet .pth",
+        help="a run directory (alexnet train --out), a registry name (alexnet weights list), "
+        "checkpoint .pt, weights .safetensors or a torchvision alexnet .pth",
     )
     parser.add_argument(
         "--images",
@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out",
-        help="output directory (default RUN_DIR/figures for a run, ./figures-<stem> for a file)",
+        help="output directory (default RUN_DIR/figures for a run, ./figures-<stem> for a file "
+        "or ./figures-<name> for a registry name)",
     )
     parser.add_argument("--count", type=int, default=8, help="images shown with predictions")
     parser.add_argument("--queries", type=int, default=4, help="query images for neighbours")

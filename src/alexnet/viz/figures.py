@@ -3,7 +3,8 @@ figures.json (a manifest the report reads).
 
 WEIGHTS is anything `load_weights` takes: a run directory (figures go to RUN_DIR/figures, the
 training curves are drawn, and the image figures use the run's own prepared data unless told
-otherwise) or a weights file with no run around it (figures go to ./figures-<stem>; no curves).
+otherwise), a weights file with no run around it (figures go to ./figures-<stem>; no curves) or
+a registry name (./figures-<name>, e.g. `alexnet figures caffe-alexnet --images DIR`).
 Nothing is written, and no directory made, before the weights have loaded.
 
 - conv1 kernels, the towers apart, with each tower's colour specificity (paper figure 3;
