@@ -12,6 +12,7 @@ at least as much (a permutation test), so a gap is judged against the kernels' o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,8 @@ def measure(run_dir: Any, png: Any) -> dict[str, Any]:
 
     model, _, _ = load_weights(run_dir / "checkpoints" / "last.pt")
     spec = colour_specificity(first_conv_weight(model))
-    plot_kernels(model, png, png.with_suffix(".json"))
+    title = f"conv1 kernels after training (towers experiment, {Path(run_dir).name})"
+    plot_kernels(model, png, png.with_suffix(".json"), title=title)
     t1, t2 = np.split(spec, 2)
     return {
         "tower1": float(t1.mean()),

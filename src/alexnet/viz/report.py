@@ -76,8 +76,13 @@ def _figure(fig_dir: Path, entry: dict[str, Any], caption: str, rel: str) -> str
 def _colour(kern: dict[str, Any]) -> str:
     if "tower_mean" not in kern:
         return "<p>Colour specificity: not defined for single-channel kernels.</p>"
-    towers = ", ".join(f"tower {t + 1}: {m:.3f}" for t, m in enumerate(kern["tower_mean"]))
-    return f"<p>Colour specificity, mean per tower: {towers}. {html.escape(kern['measure'])}.</p>"
+    per = kern.get("per_tower") or [{"mean": m} for m in kern["tower_mean"]]
+    towers = "; ".join(
+        f"tower {t + 1}: mean {s['mean']:.3f}"
+        + (f", median {s['median']:.3f}, {s['above_half']:.0%} above 0.5" if "median" in s else "")
+        for t, s in enumerate(per)
+    )
+    return f"<p>Colour specificity per tower: {towers}. {html.escape(kern['measure'])}.</p>"
 
 
 def _timings(epochs: list[dict[str, Any]]) -> str:
