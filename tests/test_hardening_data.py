@@ -3,6 +3,7 @@ names from files that point outside their folder, decompression bombs, and `prep
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -82,3 +83,71 @@ def test_unwritable_cache_builds_privately_never_in_shared_tmp(tmp_path, monkeyp
     assert lrn.lrn_backend() == "cpp"
     assert not mark.exists()
     assert not list(shared.glob("alexnet-lrn-*"))  # the private folder is gone again
+
+
+def _one_line_error(capsys, *words: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def _crafted_runs(tmp_path: Path) -> dict[str, Path]:
+    """Run dirs whose result.json names files outside their folders, absolute and ../ forms."""
+    from test_experiments import _fake_result
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret")
+    good = _fake_result("lrn", "2026-01-02T00:00:00Z", [0.2, 0.3], tmp_path / "lrn.png")
+    outside = tmp_path / "outside"
+    cases = {
+        "experiment ../": {"experiment": "../../outside/evil"},
+        "experiment absolute": {"experiment": str(outside / "evil")},
+        "finished ../": {"finished": "/../../outside/x"},
+        "figure ../": {"figure": "../secret.txt"},
+        "figure absolute": {"figure": str(secret)},
+        "figure link": {"figure": "link.png"},
+        "experiment not a string": {"experiment": ["lrn"]},
+        "missing field": {"claim": None, "rows": "nope"},
+    }
+    runs = {}
+    for i, (case, change) in enumerate(cases.items()):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        (run / "lrn.png").write_bytes(b"\x89PNG fake")
+        (run / "link.png").symlink_to(secret)
+        (run / "result.json").write_text(json.dumps({**good, **change}))
+        runs[case] = run
+    return runs
+
+
+def test_experiment_page_keeps_names_from_result_json_inside_docs(tmp_path, capsys):
+    from alexnet.cli import main
+
+    docs = tmp_path / "docs"
+    for case, run in _crafted_runs(tmp_path).items():
+        before = sorted(str(p) for p in tmp_path.rglob("*"))
+        assert main(["experiment", "page", str(run), "--docs", str(docs)]) == 2, case
+        _one_line_error(capsys, "result.json")
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before, case  # nothing written
+    assert not (tmp_path / "outside").exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["../../secret.txt", "SECRET_ABSOLUTE", "link.png", "..", "", ["curves.png"]]
+)
+def test_report_embeds_only_files_in_the_figures_folder(name, tmp_path, capsys):
+    from alexnet.cli import main
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the secret")
+    run = tmp_path / "a" / "run"
+    (run / "figures").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"kind": "epoch", "epoch": 1, "step": 1}\n')
+    (run / "figures" / "link.png").symlink_to(secret)
+    name = str(secret) if name == "SECRET_ABSOLUTE" else name
+    (run / "figures" / "figures.json").write_text(json.dumps({"curves": {"file": name}}))
+    assert main(["report", str(run)]) == 2
+    _one_line_error(capsys, "figures.json")
+    assert not (run / "report.html").exists()
