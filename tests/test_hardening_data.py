@@ -151,3 +151,84 @@ def test_report_embeds_only_files_in_the_figures_folder(name, tmp_path, capsys):
     assert main(["report", str(run)]) == 2
     _one_line_error(capsys, "figures.json")
     assert not (run / "report.html").exists()
+
+
+def _bomb_png(path: Path, side: int = 13000) -> Path:
+    """A ~20 KB 1-bit PNG of side x side pixels (169 megapixels: 2.3 GB once decoded to RGB),
+    written row by row so that the test itself never holds it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    z = zlib.compressobj(9)
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    body = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
+    assert path.stat().st_size < 100_000
+    return path
+
+
+BOMB_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+from alexnet.data.images import ImageDecodeError, load_image
+try:
+    load_image(sys.argv[1], draft_size=int(sys.argv[2]) if len(sys.argv) > 2 else None)
+except ImageDecodeError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("draft", [None, 256])
+def test_decompression_bomb_is_refused_without_decoding(draft, tmp_path):
+    import sys
+
+    bomb = _bomb_png(tmp_path / "bomb.png")
+    cmd = [sys.executable, "-c", BOMB_CHILD, str(bomb), *([str(draft)] if draft else [])]
+    env = {**os.environ, "PYTHONPATH": str(Path(lrn.__file__).parents[2])}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 3, done.stderr  # refused under a 1.5 GB address space, no crash
+    assert "bomb.png" in done.stdout and "megapixels" in done.stdout
+
+
+def test_images_over_the_pixel_limit_are_refused_with_the_limit(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from alexnet.data import images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 150 * 150)
+    Image.new("RGB", (160, 150)).save(tmp_path / "wide.png")
+    with pytest.raises(images.ImageDecodeError, match=r"160x150.*over the limit of 0.0225"):
+        images.load_image(tmp_path / "wide.png")
+    Image.new("RGB", (1000, 800)).save(tmp_path / "big.jpg")  # drafted to 125x100: allowed
+    assert images.load_image(tmp_path / "big.jpg", draft_size=90).shape[:2] == (100, 125)
+    with pytest.raises(images.ImageDecodeError, match="1000x800"):
+        images.load_image(tmp_path / "big.jpg")  # no draft: the full size counts
+
+
+def test_predict_names_a_bomb_and_predicts_the_other_files(tmp_path, capsys):
+    """A file given by name, and the same bomb inside a folder: a reason, the rest predicted."""
+    import numpy as np
+    from PIL import Image
+
+    from alexnet.cli import main
+    from test_infer_helpers import make_run
+
+    run = make_run(tmp_path / "run")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    bomb = _bomb_png(folder / "bomb.png")
+    Image.fromarray(np.full((90, 90, 3), 128, np.uint8)).save(folder / "good.png")
+    for inputs in ([str(bomb)], [str(folder)]):
+        code = main(["predict", str(run), *inputs])
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and "bomb.png: refused" in err and "megapixels" in err
+        assert code == (1 if len(inputs) == 1 and inputs[0] == str(bomb) else 0)
+        assert ("good.png" in out) == (inputs == [str(folder)])
