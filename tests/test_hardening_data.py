@@ -232,3 +232,267 @@ def test_predict_names_a_bomb_and_predicts_the_other_files(tmp_path, capsys):
         assert err.count("\n") == 1 and "bomb.png: refused" in err and "megapixels" in err
         assert code == (1 if len(inputs) == 1 and inputs[0] == str(bomb) else 0)
         assert ("good.png" in out) == (inputs == [str(folder)])
+
+
+# --- alexnet prepare -------------------------------------------------------------------------
+
+
+def _folder(root: Path, classes: int = 2, per_class: int = 3) -> Path:
+    """ROOT/c<k>/i<j>.png: small distinct images."""
+    import numpy as np
+    from PIL import Image
+
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.full((40, 50, 3), 60 * c + 10 * i, np.uint8)
+            Image.fromarray(pixels).save(root / f"c{c}" / f"i{i}.png")
+    return root
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "source in OUT/train", "a file"])
+def test_prepare_refuses_an_output_that_is_or_holds_the_source(where, tmp_path, capsys):
+    from alexnet.cli import main
+
+    if where == "source in OUT/train":
+        src, out = _folder(tmp_path / "data" / "train"), tmp_path / "data"
+    else:
+        src = _folder(tmp_path / "src")
+        out = {"same": src, "inside": src / "out" / "deeper", "a file": src / "c0" / "i0.png"}
+        out = out[where]
+    before = _listing(tmp_path)
+    assert main(["prepare", str(src), str(out), "--size", "16", "--quiet"]) == 2
+    _one_line_error(capsys, str(out))
+    assert _listing(tmp_path) == before  # the source untouched, nothing created
+
+
+@pytest.mark.parametrize(
+    "option", [["--size", "0"], ["--size", "100000"], ["--size", "-3"], ["--workers", "-1"]]
+)
+def test_prepare_refuses_impossible_options_before_creating_anything(option, tmp_path, capsys):
+    from alexnet.cli import main
+
+    src = _folder(tmp_path / "src")
+    assert main(["prepare", str(src), str(tmp_path / "out"), *option, "--quiet"]) == 2
+    _one_line_error(capsys, option[1])
+    assert not (tmp_path / "out").exists()
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from alexnet.data.prepare import _locked
+with _locked(Path(sys.argv[1]), wait=False):
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold_lock(out: Path, seconds: float) -> subprocess.Popen:
+    import sys
+
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(lrn.__file__).parents[2])}
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert child.stdout.readline().strip() == "holding"
+    return child
+
+
+def test_a_second_prepare_into_one_out_is_refused_naming_the_first(tmp_path, capsys):
+    from alexnet.cli import main
+    from alexnet.data.prepare import ensure_prepared
+    from alexnet.data.store import is_complete
+
+    src, out = _folder(tmp_path / "src"), tmp_path / "out"
+    holder = _hold_lock(out, 30)
+    try:
+        assert main(["prepare", str(src), str(out), "--size", "16", "--quiet"]) == 2
+        _one_line_error(capsys, f"being prepared by process {holder.pid}")
+        assert _listing(out) == [".lock"]  # the holder's work is not touched
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["prepare", str(src), str(out), "--size", "16", "--quiet"]) == 0
+    # the cache (alexnet train) waits for the other process instead, then uses its result
+    cache = tmp_path / "cache"
+    first = ensure_prepared(src, cache, 16, quiet=True)
+    holder = _hold_lock(first, 1.0)
+    try:
+        (first / "train" / "meta.json").unlink()  # incomplete: must be prepared again
+        again = ensure_prepared(src, cache, 16, quiet=True)
+    finally:
+        holder.wait()
+    assert again == first and is_complete(first / "train")
+
+
+def test_prepare_removes_what_dead_processes_left_and_keeps_live_ones(tmp_path):
+    from alexnet.data.prepare import prepare
+
+    src, out = _folder(tmp_path / "src"), tmp_path / "out"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out.mkdir()
+    (out / f".train.tmp-{dead.pid}").mkdir()
+    (out / f".train.tmp-{dead.pid}" / "data.bin").write_bytes(b"x" * 100)
+    (out / f".summary.json.tmp-{dead.pid}").write_text("{")
+    live = out / f".train.tmp-{os.getppid()}"  # alive, and not ours: another prepare's
+    live.mkdir()
+    prepare(src, out, size=16, quiet=True, workers=1)
+    assert sorted(p.name for p in out.glob(".*tmp-*")) == [live.name]
+
+
+def test_links_loops_and_unlistable_folders_are_reasons_not_classes(tmp_path, monkeypatch):
+    from alexnet.data.prepare import prepare, read_rejects
+    from alexnet.data.sources import SourceError, resolve
+    from alexnet.data.store import open_store
+
+    src = _folder(tmp_path / "src")
+    (src / "selfloop").symlink_to(".")
+    (src / "up").symlink_to("..")
+    (src / "again").symlink_to("c0")
+    (src / "c0" / "broken.png").symlink_to(tmp_path / "nowhere.png")
+    (src / "c1" / "sub").mkdir()
+    (src / "c1" / "sub" / "x.png").write_bytes((src / "c1" / "i0.png").read_bytes())
+    (src / ".cache").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    summary = prepare(src, tmp_path / "out", size=16, quiet=True, workers=1)
+    store = open_store(tmp_path / "out" / "train")
+    assert store.classes == ["c0", "c1"] and len(store) == 6
+    reasons = {f: r for _, f, r in read_rejects(tmp_path / "out" / "rejects.tsv")}
+    assert set(reasons) == {"selfloop", "up", "again", "c0/broken.png", "c1/sub/", ".cache/"}
+    assert "loop" in reasons["selfloop"] and "loop" in reasons["up"]
+    assert "duplicates" in reasons["again"] and "broken link" in reasons["c0/broken.png"]
+    assert "Permission denied" in reasons["c1/sub/"]
+    assert summary["seen"] == summary["stored"] + summary["rejected"] == 12
+
+    def unlistable(path):
+        if str(path).endswith("c1"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", unlistable)
+    with pytest.raises(SourceError, match=r"c1: a class folder with no files.*Permission denied"):
+        resolve(src)
+    monkeypatch.setattr(os, "scandir", real_scandir)
+    (src / "c2").mkdir()
+    with pytest.raises(SourceError, match="c2: a class folder with no files"):
+        resolve(src)
+    (src / "c2" / "bad.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"class 'c2' has no readable image.*bad\.png"):
+        prepare(src, tmp_path / "out2", size=16, quiet=True, workers=1)
+    assert not (tmp_path / "out2" / "train").exists()
+
+
+def test_a_file_name_that_is_no_utf8_is_stored_escaped(tmp_path):
+    from alexnet.data.prepare import prepare, read_rejects
+    from alexnet.data.store import open_store
+
+    src = _folder(tmp_path / "src")
+    good = os.fsdecode(bytes(src / "c0") + b"/good\xff.png")
+    shutil.copyfile(src / "c0" / "i0.png", good)
+    Path(os.fsdecode(bytes(src / "c1") + b"/bad\xfe.png")).write_text("not an image")
+    summary = prepare(src, tmp_path / "out", size=16, quiet=True, workers=1)
+    assert summary["stored"] == 7 and summary["rejected"] == 1
+    assert "c0/good\\xff.png" in open_store(tmp_path / "out" / "train").files
+    ((_, name, reason),) = read_rejects(tmp_path / "out" / "rejects.tsv")
+    assert name == "c1/bad\\xfe.png" and "bad\\xfe.png" in reason
+
+
+def test_a_bomb_in_prepare_is_a_reject_with_its_reason(tmp_path):
+    from alexnet.data.prepare import prepare, read_rejects
+
+    src = _folder(tmp_path / "src")
+    _bomb_png(src / "c1" / "bomb.png")
+    summary = prepare(src, tmp_path / "out", size=16, quiet=True, workers=1)
+    ((_, name, reason),) = read_rejects(tmp_path / "out" / "rejects.tsv")
+    assert summary["stored"] == 6 and name == "c1/bomb.png" and "megapixels" in reason
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+from alexnet.cli import main
+sys.exit(main(["prepare", "synthetic:300:64", sys.argv[1], "--size", "64", "--quiet",
+               "--workers", "2"]))
+"""
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_that_looks_complete(tmp_path):
+    import sys
+
+    from alexnet.data.prepare import find_splits
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(lrn.__file__).parents[2])}
+    for limit in (100_000, 2_000_000):  # the train split's data, or only the next split's
+        cmd = [sys.executable, "-c", FULL_DISK, str(out), str(limit)]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().count("\n") == 0 and "File too large" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert not list(out.glob(".*tmp-*"))  # nothing partial left behind
+        assert set(find_splits(out)) <= {"train"}  # what is there is whole
+    done = subprocess.run([*cmd[:-1], "10000000000"], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0 and set(find_splits(out)) == {"train", "val"}
+
+
+def test_small_outputs_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A write that fails half-way (a full disk) leaves the previous summary and rejects."""
+    import errno
+
+    from alexnet import paths
+    from alexnet.data.prepare import prepare
+
+    src, out = _folder(tmp_path / "src"), tmp_path / "out"
+    prepare(src, out, size=16, quiet=True, workers=1)
+    before = {n: (out / n).read_bytes() for n in ("summary.json", "rejects.tsv")}
+    real_open = open
+
+    class HalfFull:
+        def __init__(self, *args):
+            self.f = real_open(*args)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(paths, "open", HalfFull, raising=False)
+    with pytest.raises(OSError, match="No space"):
+        prepare(src, out, size=16, quiet=True, workers=1)
+    assert {n: (out / n).read_bytes() for n in before} == before
+    assert not list(out.glob(".*tmp-*"))
+
+
+def test_a_store_of_another_version_is_named_not_a_missing_split(tmp_path):
+    from alexnet.data.prepare import find_splits, prepare
+    from alexnet.data.store import VERSION
+
+    out = tmp_path / "out"
+    prepare(_folder(tmp_path / "src"), out, size=16, quiet=True, workers=1)
+    meta = json.loads((out / "train" / "meta.json").read_text())
+    (out / "train" / "meta.json").write_text(json.dumps({**meta, "version": VERSION - 1}))
+    with pytest.raises(ValueError, match=f"version {VERSION - 1}.*reads version {VERSION}"):
+        find_splits(out)
