@@ -496,3 +496,14 @@ def test_a_store_of_another_version_is_named_not_a_missing_split(tmp_path):
     (out / "train" / "meta.json").write_text(json.dumps({**meta, "version": VERSION - 1}))
     with pytest.raises(ValueError, match=f"version {VERSION - 1}.*reads version {VERSION}"):
         find_splits(out)
+
+
+def test_a_split_name_taken_by_a_file_or_link_is_refused_and_kept(tmp_path):
+    from alexnet.data.prepare import prepare
+
+    src, out = _folder(tmp_path / "src"), tmp_path / "out"
+    out.mkdir()
+    (out / "train").write_text("mine")
+    with pytest.raises(ValueError, match="exists and is not a prepared split"):
+        prepare(src, out, size=16, quiet=True, workers=1)
+    assert (out / "train").read_text() == "mine" and not list(out.glob(".*tmp-*"))

@@ -99,6 +99,8 @@ def _prepare_split(
 ) -> dict:
     """Write one split atomically; returns its counts."""
     final = out / split.name
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise ValueError(f"{final}: exists and is not a prepared split; move it away")
     tmp = out / f".{split.name}.tmp-{os.getpid()}"
     channels, size = _channels(split), settings["size"]
     encoding = choose_encoding(settings["encoding"], len(split.ids), size, channels)
@@ -136,9 +138,13 @@ def _prepare_split(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     stored = len(writer.labels)
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    try:
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return {
         "seen": len(split.ids) + len(skipped),
         "stored": stored,
