@@ -507,3 +507,17 @@ def test_a_split_name_taken_by_a_file_or_link_is_refused_and_kept(tmp_path):
     with pytest.raises(ValueError, match="exists and is not a prepared split"):
         prepare(src, out, size=16, quiet=True, workers=1)
     assert (out / "train").read_text() == "mine" and not list(out.glob(".*tmp-*"))
+
+
+def test_ctrl_c_in_prepare_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    from alexnet.cli import main
+    from alexnet.data import prepare as prepare_module
+
+    def interrupted(indices):
+        raise KeyboardInterrupt
+
+    src, out = _folder(tmp_path / "src"), tmp_path / "out"
+    monkeypatch.setattr(prepare_module, "_process_chunk", interrupted)
+    assert main(["prepare", str(src), str(out), "--size", "16", "--quiet", "--workers", "1"]) == 130
+    _one_line_error(capsys, "interrupted")
+    assert _listing(out) == [".lock"]

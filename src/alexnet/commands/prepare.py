@@ -47,6 +47,13 @@ def run(args: argparse.Namespace) -> int:
     except (SourceError, ImageDecodeError, ValueError, FileNotFoundError) as exc:
         print(f"alexnet prepare: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"alexnet prepare: interrupted; {args.out} keeps only the splits already complete "
+            "(run the same command again to finish)",
+            file=sys.stderr,
+        )
+        return 130
     except OSError as exc:  # a full disk, an unwritable OUT: nothing partial is left
         where = exc.filename or args.out
         print(
