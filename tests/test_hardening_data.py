@@ -135,7 +135,7 @@ def test_experiment_page_keeps_names_from_result_json_inside_docs(tmp_path, caps
 
 
 @pytest.mark.parametrize(
-    "name", ["../../secret.txt", "SECRET_ABSOLUTE", "link.png", "..", "", ["curves.png"]]
+    "name", ["../../secret.txt", "SECRET_ABSOLUTE", "link.png", "..", "", ["a.png"], "GARBAGE"]
 )
 def test_report_embeds_only_files_in_the_figures_folder(name, tmp_path, capsys):
     from alexnet.cli import main
@@ -147,7 +147,8 @@ def test_report_embeds_only_files_in_the_figures_folder(name, tmp_path, capsys):
     (run / "metrics.jsonl").write_text('{"kind": "epoch", "epoch": 1, "step": 1}\n')
     (run / "figures" / "link.png").symlink_to(secret)
     name = str(secret) if name == "SECRET_ABSOLUTE" else name
-    (run / "figures" / "figures.json").write_text(json.dumps({"curves": {"file": name}}))
+    manifest = "[1, 2" if name == "GARBAGE" else json.dumps({"curves": {"file": name}})
+    (run / "figures" / "figures.json").write_text(manifest)
     assert main(["report", str(run)]) == 2
     _one_line_error(capsys, "figures.json")
     assert not (run / "report.html").exists()

@@ -99,7 +99,10 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else run_dir / "report.html"
     fig_dir = run_dir / "figures"
     manifest_path = fig_dir / "figures.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except ValueError as err:
+        raise ValueError(f"{manifest_path}: not JSON ({err})") from None
     if not isinstance(manifest, dict) or not all(
         isinstance(manifest.get(key, {}), dict) for key, _ in FIGURES
     ):
