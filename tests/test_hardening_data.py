@@ -522,3 +522,31 @@ def test_ctrl_c_in_prepare_is_one_line_and_exit_130(tmp_path, monkeypatch, capsy
     assert main(["prepare", str(src), str(out), "--size", "16", "--quiet", "--workers", "1"]) == 130
     _one_line_error(capsys, "interrupted")
     assert _listing(out) == [".lock"]
+
+
+def test_sigkill_during_prepare_leaves_no_orphan_and_no_lock(tmp_path):
+    """The workers die with a SIGKILL'd parent and never held its lock: the next prepare
+    starts at once, removes the dead run's temporary split and completes."""
+    import signal
+    import sys
+    import time
+
+    from alexnet.data.prepare import find_splits
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(lrn.__file__).parents[2])}
+    cmd = [sys.executable, "-m", "alexnet", "prepare", "synthetic:6000:64", str(out)]
+    cmd += ["--size", "64", "--quiet", "--workers", "2"]
+    with open(tmp_path / "first.err", "w") as err:
+        first = subprocess.Popen(cmd, stderr=err, env=env)
+        deadline = time.time() + 60
+        while not list(out.glob(".train.tmp-*/data.bin")) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert list(out.glob(".train.tmp-*")), "killed too late: the split was already complete"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert set(find_splits(out)) == {"train", "val"} and not list(out.glob(".*tmp-*"))
+    assert "Traceback" not in (tmp_path / "first.err").read_text()

@@ -46,6 +46,7 @@ from alexnet.paths import write_atomic
 
 CHUNK = 32  # images per task: big enough to amortise IPC, small enough for a smooth bar
 _JOB: dict = {}  # the split being prepared; set before the pool forks, read by workers
+_LOCK: dict = {}  # {"fd": descriptor of OUT/.lock} while this process holds it
 
 
 def _process_chunk(indices: range) -> tuple[list[tuple], StatsAccumulator | None]:
@@ -180,7 +181,8 @@ def _write_images(
     acc, rejects = None, []
     chunks = [range(s, min(s + CHUNK, len(split.ids))) for s in range(0, len(split.ids), CHUNK)]
     bar = tqdm(total=len(split.ids), desc=f"prepare {split.name}", unit="img", disable=quiet)
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    fork = multiprocessing.get_context("fork")
+    pool = fork.Pool(workers, _worker_init, (os.getpid(),)) if workers > 1 else None
     try:
         results = pool.imap(_process_chunk, chunks) if pool else map(_process_chunk, chunks)
         for items, part in results:
@@ -199,6 +201,23 @@ def _write_images(
         if pool:
             pool.terminate()
     return acc, rejects
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: die with the parent (a SIGKILL'd prepare leaves no orphans writing
+    tracebacks), and drop the inherited descriptor of OUT/.lock so that only the parent holds
+    the lock."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+        if os.getppid() != parent:  # the parent died before the call
+            os._exit(1)
+    fd = _LOCK.pop("fd", None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _write_rejects(path: Path, rows: list[tuple[str, str, str]]) -> None:
@@ -258,7 +277,8 @@ def _check_out(source: Source, out: Path) -> None:
 def _locked(out: Path, *, wait: bool, quiet: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on `out` (OUT/.lock, which names the holder's PID) for the
     block. Busy: PrepareBusy naming the holder, or with `wait` wait for it."""
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    _LOCK["fd"] = fd
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -276,6 +296,7 @@ def _locked(out: Path, *, wait: bool, quiet: bool = True) -> Iterator[None]:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
+        _LOCK.pop("fd", None)
         os.close(fd)  # releases the lock
 
 
