@@ -69,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if args.name == "page":
         from alexnet.experiments.results_page import publish
 
-        path = publish([Path(p) for p in args.results], Path(args.docs))
+        try:
+            path = publish([Path(p) for p in args.results], Path(args.docs))
+        except (ValueError, OSError) as err:  # a bad or missing result, an unwritable docs
+            print(f"alexnet experiment page: error: {err}", file=sys.stderr)
+            return 2
         print(f"wrote {path}")
         return 0
     if not args.out:

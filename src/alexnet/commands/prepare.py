@@ -47,6 +47,19 @@ def run(args: argparse.Namespace) -> int:
     except (SourceError, ImageDecodeError, ValueError, FileNotFoundError) as exc:
         print(f"alexnet prepare: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"alexnet prepare: interrupted; {args.out} keeps only the splits already complete "
+            "(run the same command again to finish)",
+            file=sys.stderr,
+        )
+        return 130
+    except OSError as exc:  # a full disk, an unwritable OUT: nothing partial is left
+        where = exc.filename or args.out
+        print(
+            f"alexnet prepare: error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
     for name, counts in summary["splits"].items():
         reused = " (already complete, reused)" if counts.get("reused") else ""
         print(

@@ -7,6 +7,8 @@ Policies (chosen once, here):
 - Grey, palette, CMYK and YCbCr images are converted to RGB; an alpha channel is composited over
   white (transparent pixels carry arbitrary colours that should not reach the net).
 - 16-bit images are scaled to 8 bits (value / 257), not clipped at 255.
+- Images of more than MAX_PIXELS (50 megapixels, after draft scaling) are refused before
+  decoding, with a reason: a 20 KB PNG can claim 13000x13000 pixels (a decompression bomb).
 - Big JPEGs are decoded with PIL's draft mode (DCT-domain downscaling by 1/2, 1/4 or 1/8) when the
   caller says which size it needs: the decoded shorter side stays at least that size, so the
   antialiased resize that follows still does the final step. This costs a few grey levels of
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # A truncated file is an error, never a silently grey-padded image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# The most pixels an image may decode to (after JPEG draft scaling): a 48-megapixel photo and
+# far more than the net needs; decoding costs 3-8 bytes a pixel, so at most ~400 MB per image.
+# Larger files (and any that makes PIL warn of a decompression bomb) are refused with a reason.
+MAX_PIXELS = 50_000_000
 
 PathOrBytes = str | os.PathLike | bytes | bytearray | memoryview
 
@@ -76,18 +83,37 @@ def load_image(src: PathOrBytes, *, draft_size: int | None = None) -> np.ndarray
             if os.path.getsize(src) == 0:
                 raise ImageDecodeError(f"{name}: empty file (zero bytes)")
             handle = open(src, "rb")  # noqa: SIM115 - closed below
-        with handle, Image.open(handle) as im:
-            if draft_size is not None and im.format == "JPEG":
-                im.draft(im.mode, (draft_size, draft_size))
-            im.load()
+        with handle, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(handle) as im:
+                if draft_size is not None and im.format == "JPEG":
+                    im.draft(im.mode, (draft_size, draft_size))
+                _check_pixels(name, im)
+                im.load()
             im = ImageOps.exif_transpose(im)
             return _to_uint8_rgb(im)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(f"{name}: not an image PIL can identify") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        limit = f"over the limit of {MAX_PIXELS / 1e6:g} megapixels"
+        raise ImageDecodeError(f"{name}: refused, {limit} ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"{name}: cannot decode ({exc})") from exc
+    except MemoryError as exc:
+        raise ImageDecodeError(f"{name}: cannot decode (out of memory)") from exc
+
+
+def _check_pixels(name: str, im: Image.Image) -> None:
+    """Refuse an image whose decoded size exceeds MAX_PIXELS, before decoding it."""
+    width, height = im.size
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"{name}: refused, {width}x{height} is {width * height / 1e6:.1f} megapixels, over "
+            f"the limit of {MAX_PIXELS / 1e6:g} (a decompression bomb, or a scan too big to "
+            "decode here)"
+        )
 
 
 def resize_center_crop(img: np.ndarray, size: int, keep_aspect: bool = False) -> np.ndarray:

@@ -71,6 +71,9 @@ class Source:
     splits: dict[str, Split]
     class_names: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    # {split: [(path, reason)]}: paths of the source that are no sample (broken links, loops,
+    # unlistable folders...), reported in the rejects manifest beside the undecodable files
+    skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 class SourceError(ValueError):
@@ -214,14 +217,81 @@ def _check_classes(where: Path, per_split: dict[str, set[str]]) -> list[str]:
     return sorted(first)
 
 
-def _list_class_folder(root: Path) -> dict[str, list[str]]:
-    """{class: sorted file names relative to root} for ROOT/<class>/<files> (recursive;
-    hidden folders such as .ipynb_checkpoints are not classes)."""
+def _entries(folder: Path, root: Path, skipped: list[tuple[str, str]]) -> list[os.DirEntry]:
+    """The entries of `folder` sorted by name; [] and a skipped row when it cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        skipped.append((_rel(folder, root) + "/", f"cannot list the folder ({err.strerror})"))
+        return []
+
+
+def _rel(path: Path | str, root: Path) -> str:
+    return os.path.relpath(path, root)
+
+
+def _class_files(class_dir: Path, root: Path, skipped: list[tuple[str, str]]) -> list[str]:
+    """Every file below `class_dir` (relative to `root`); links to files are kept, links to
+    folders are not followed and broken links, unlistable folders and special files are
+    skipped, each with a row in `skipped`."""
+    files, todo = [], [class_dir]
+    while todo:
+        for entry in _entries(todo.pop(), root, skipped):
+            rel = _rel(entry.path, root)
+            if entry.is_symlink():
+                if not os.path.exists(entry.path):
+                    skipped.append((rel, f"broken link (to {os.readlink(entry.path)})"))
+                elif entry.is_dir():
+                    skipped.append((rel, "link to a folder inside a class: not followed"))
+                else:
+                    files.append(rel)
+            elif entry.is_dir(follow_symlinks=False):
+                todo.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                files.append(rel)
+            else:
+                skipped.append((rel, "not a regular file (a pipe, socket or device)"))
+    return sorted(files)
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """Whether folders `a` and `b` (resolved) are one, or one holds the other."""
+    return a == b or a in b.parents or b in a.parents
+
+
+def _list_class_folder(root: Path, skipped: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """{class: sorted file names relative to root} for ROOT/<class>/<files> (recursive).
+
+    Hidden folders (.ipynb_checkpoints) are not classes. A class folder may be a link (a farm
+    of links to the real folders), but not one that leads back to the root or an ancestor of it
+    (a loop) or to the images of another class (duplicates). Everything skipped gets a row
+    (path, reason) in `skipped` (only meaningful when classes are found)."""
+    entries = _entries(root, root, skipped)
+    real_root = root.resolve()
+    claimed: dict[Path, str] = {}
     out = {}
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name[0] != "."):
-        files = sorted(str(p.relative_to(root)) for p in class_dir.rglob("*") if p.is_file())
-        out[class_dir.name] = files
-    return out
+    # real folders first, so that a link is the one refused when both name the same images
+    for entry in sorted(entries, key=lambda e: (e.is_symlink(), e.name)):
+        rel = _rel(entry.path, root)
+        if not entry.is_dir():  # follows links: a link to a folder is a candidate class
+            why = "broken link" if entry.is_symlink() and not os.path.exists(entry.path) else ""
+            skipped.append((rel, why or "a file beside the class folders: in no class"))
+            continue
+        if entry.name.startswith("."):
+            skipped.append((rel + "/", "hidden folder: not a class"))
+            continue
+        real = Path(entry.path).resolve()
+        if real == real_root or real in real_root.parents:
+            skipped.append((rel, f"link to {os.readlink(entry.path)}: a loop back to the source"))
+            continue
+        twin = next((c for c in claimed if _overlap(c, real)), None)
+        if twin is not None:
+            skipped.append((rel, f"link to the images of class {claimed[twin]!r}: duplicates"))
+            continue
+        claimed[real] = entry.name
+        out[entry.name] = _class_files(Path(entry.path), root, skipped)
+    return dict(sorted(out.items()))
 
 
 def _read_val_ground_truth(root: Path, classes: list[str]) -> dict[str, int]:
@@ -271,11 +341,20 @@ def folder_source(root: Path) -> Source:
     split_dirs = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()}
     if not split_dirs:
         split_dirs = {"train": root}
-    listed, flat = {}, {}
+    listed, flat, skipped = {}, {}, {}
     for split, folder in split_dirs.items():
-        per_class = _list_class_folder(folder)
+        rows: list[tuple[str, str]] = []
+        per_class = _list_class_folder(folder, rows)
         if per_class:
-            listed[split] = per_class
+            listed[split], skipped[split] = per_class, rows
+            empty = [c for c, files in per_class.items() if not files]
+            if empty:
+                why = [f"{f}: {r}" for f, r in rows if f.split("/")[0] == empty[0]][:2]
+                raise SourceError(
+                    f"{folder / empty[0]}: a class folder with no files"
+                    + (f" ({'; '.join(why)})" if why else "")
+                    + (f", and {len(empty) - 1} more such classes" if len(empty) > 1 else "")
+                )
         else:
             flat[split] = sorted(p.name for p in folder.iterdir() if p.is_file())
     if not listed:
@@ -296,7 +375,7 @@ def folder_source(root: Path) -> Source:
         labels = np.array([truth[Path(f).stem] for f in files], dtype=np.int64)
         splits[split] = Split(split, files, labels, FileReader(split_dirs[split], files))
     names = _read_synset_names(root, classes)
-    return Source(str(root), classes, splits, names, _fingerprint(root))
+    return Source(str(root), classes, splits, names, _fingerprint(root), skipped)
 
 
 def synthetic_source(spec: str) -> Source:

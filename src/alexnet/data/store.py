@@ -27,6 +27,7 @@ convert to the model's NCHW layout without a transpose (measured ~1.6x cheaper p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -49,6 +50,15 @@ def choose_encoding(encoding: str, count: int, size: int, channels: int) -> str:
     return "raw" if count * size * size * channels <= RAW_LIMIT_BYTES else "jpeg"
 
 
+def printable_name(name: str) -> str:
+    """`name` as valid UTF-8 text: a file name's bytes that are no UTF-8 (read by Python as
+    lone surrogates) become backslash escapes: the bytes `bad<0xff>.jpg` become `bad\\xff.jpg`."""
+    try:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    except UnicodeError:
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class StoreWriter:
     """Appends encoded images to `directory/data.bin`; `finish` writes the index and meta."""
 
@@ -63,7 +73,7 @@ class StoreWriter:
         self.offsets.append(self.offsets[-1] + len(data))
         self.shapes.append(shape)
         self.labels.append(label)
-        self.files.append(file)
+        self.files.append(printable_name(file))
 
     def finish(self, meta: dict, stats: DataStats | None) -> None:
         """Write the index, the statistics and finally meta.json (the completeness marker)."""
@@ -72,7 +82,8 @@ class StoreWriter:
         np.save(d / "offsets.npy", np.asarray(self.offsets, np.int64))
         np.save(d / "shapes.npy", np.asarray(self.shapes, np.int32).reshape(-1, 3))
         np.save(d / "labels.npy", np.asarray(self.labels, np.int64))
-        (d / "files.txt").write_text("".join(f.replace("\n", " ") + "\n" for f in self.files))
+        files = "".join(f.replace("\n", " ") + "\n" for f in self.files)
+        (d / "files.txt").write_text(files, encoding="utf-8")
         if stats is not None:
             stats.save(d / "stats.npz")
         meta = {"format": FORMAT, "version": VERSION, "count": len(self.labels), **meta}
@@ -81,7 +92,17 @@ class StoreWriter:
         os.replace(tmp, d / "meta.json")
 
     def abort(self) -> None:
-        self._data.close()
+        with contextlib.suppress(OSError):  # a full disk fails the final flush too
+            self._data.close()
+
+
+def store_version(directory: Path) -> int | None:
+    """The version a store's meta.json names (None where there is no alexnet store)."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("version") if isinstance(meta, dict) and meta.get("format") == FORMAT else None
 
 
 def is_complete(directory: Path) -> bool:

@@ -11,12 +11,12 @@ the command that would run them. Smoke runs are refused: they measure nothing.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from alexnet.experiments import EXPERIMENTS
 from alexnet.experiments.common import CIFAR_NOTE
+from alexnet.paths import inside, plain_name, write_atomic
 
 COMMANDS = {
     name: f"alexnet experiment {name} --out runs/experiments/{name} --seeds 3 --jobs 2 --threads 1"
@@ -46,7 +46,8 @@ def publish(result_dirs: list[Path], docs: Path) -> Path:
     for run_dir in result_dirs:
         publish_one(Path(run_dir), docs)
     page = docs / "results.md"
-    page.write_text(render(load_published(docs)), encoding="utf-8")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(page, render(load_published(docs)))
     return page
 
 
@@ -55,18 +56,31 @@ def publish_one(run_dir: Path, docs: Path) -> Path:
     source = run_dir / "result.json"
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no result.json; did the experiment finish?")
-    result = json.loads(source.read_text())
+    try:
+        result = json.loads(source.read_text())
+    except ValueError as err:
+        raise ValueError(f"{source}: not a result file ({err})") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"{source}: not a result file (a JSON object expected)")
     if result.get("smoke"):
         raise ValueError(f"{run_dir}: a --smoke run measures nothing; publish a real run")
-    stem = f"{result['experiment']}-{result['finished'].replace(':', '').replace('-', '')}"
-    figure = run_dir / str(result.get("figure", ""))
-    if result.get("figure") and figure.is_file():
-        (docs / "figures").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(figure, docs / "figures" / f"{stem}.png")
-        result["figure"] = f"figures/{stem}.png"
+    name = plain_name(result.get("experiment"), f"{source}: experiment")
+    finished = plain_name(result.get("finished"), f"{source}: finished")
+    stem = plain_name(f"{name}-{finished.replace(':', '').replace('-', '')}", str(source))
+    try:
+        render({name: [result]})  # every field the page reads, before anything is written
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise ValueError(f"{source}: not a complete result ({type(err).__name__}: {err})") from None
+    if result.get("figure"):
+        figure = inside(run_dir, result["figure"], f"{source}: figure")
+        if figure.is_file():
+            target = inside(docs / "figures", f"{stem}.png", str(source))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, figure.read_bytes())
+            result["figure"] = f"figures/{stem}.png"
     out = docs / "results" / f"{stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_atomic(inside(out.parent, out.name, str(source)), json.dumps(result, indent=1) + "\n")
     return out
 
 
@@ -74,8 +88,11 @@ def load_published(docs: Path) -> dict[str, list[dict[str, Any]]]:
     """{experiment: its published results, oldest first}."""
     found: dict[str, list[dict[str, Any]]] = {}
     for path in sorted((docs / "results").glob("*.json")):
-        result = json.loads(path.read_text())
-        found.setdefault(result["experiment"], []).append(result)
+        try:
+            result = json.loads(path.read_text())
+            found.setdefault(result["experiment"], []).append(result)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a published result ({err!r})") from None
     for results in found.values():
         results.sort(key=lambda r: r["finished"])
     return found

@@ -8,7 +8,10 @@ alpha is this one times n (the models pass `alpha=5e-4` for it).
 `nn.LocalResponseNorm` runs a 3-D average pool over a padded copy of a^2 and has no bf16 kernel
 on CPU; in AlexNet's training step it costs more than everything else together. Here the forward
 and the analytic backward are each one pass over the activation: `lrn_kernel.cpp`, compiled with
-the machine's C++ compiler on first use (about a second) and cached. Without a compiler, on other
+the machine's C++ compiler on first use (about a second) and cached in
+`alexnet.cache.cache_dir()/kernels`; a cached kernel is loaded only when it and its folder are
+the user's own and writable by no one else (else it is built into a private temporary folder for
+the process: a shared object is code). Without a compiler, on other
 devices or with ALEXNET_LRN=torch, the same formulas run as torch ops (a few passes each).
 Inputs may be float32, float64 or bfloat16 (under autocast), NCHW or channels_last; the window
 sums are accumulated in float32 (float64 for float64) and the output has the input's dtype.
@@ -16,10 +19,13 @@ sums are accumulated in float32 (float64 for float64) and the output has the inp
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import math
 import os
+import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -46,30 +52,76 @@ def _cache_dir() -> Path:
     return cache_dir() / "kernels"
 
 
-def _build(cxx: str) -> Path:
-    """Compile the kernel into the cache (keyed by source, flags and CPU) and return its path."""
+def _key(cxx: str) -> str:
+    """The kernel's cache key: its source, compiler, flags and this CPU's features."""
     from alexnet.runtime import cpu_flags
 
-    key = hashlib.sha256(
+    return hashlib.sha256(
         b"\0".join(
             [_SOURCE.read_bytes(), cxx.encode(), " ".join(_CXX_FLAGS).encode()]
             + [flag.encode() for flag in sorted(cpu_flags())]
         )
     ).hexdigest()[:16]
-    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "alexnet-cache"):
-        lib = folder / f"lrn-{key}.so"
-        if lib.exists():
-            return lib
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".lrn-{key}-{os.getpid()}.so"
-            cmd = [cxx, *_CXX_FLAGS, "-shared", "-fPIC", str(_SOURCE), "-o", str(tmp)]
-            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
-            os.replace(tmp, lib)  # atomic: a concurrent build never sees half a file
-            return lib
-        except PermissionError:
-            continue
-    raise OSError(f"no writable cache folder for the LRN kernel (tried {_cache_dir()})")
+
+
+def _private(path: Path, *, follow: bool) -> bool:
+    """Whether `path` is owned by this user and writable by no one else (a link is not, for a
+    file: `follow=False`), so that nobody else can have put code there or swap it."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError:
+        return False
+    kind_ok = stat.S_ISDIR(st.st_mode) if follow else stat.S_ISREG(st.st_mode)
+    return kind_ok and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _compile(cxx: str, folder: Path, lib: Path) -> Path:
+    tmp = folder / f".{lib.stem}-{os.getpid()}.so"
+    cmd = [cxx, *_CXX_FLAGS, "-shared", "-fPIC", str(_SOURCE), "-o", str(tmp)]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+        os.chmod(tmp, 0o755)  # whatever the umask: never group- or other-writable
+        os.replace(tmp, lib)  # atomic: a concurrent build never sees half a file
+    finally:
+        tmp.unlink(missing_ok=True)
+    return lib
+
+
+def _build(cxx: str) -> tuple[Path, Path | None]:
+    """The kernel's path, compiled on first use into the cache (keyed by source, flags and CPU),
+    and a private folder to remove once it is loaded (None for the cache).
+
+    A kernel is loaded from the cache only when it and its folder belong to this user and are
+    writable by no one else; otherwise (or when the cache cannot be written) it is built into a
+    fresh private temporary folder for this process alone.
+    """
+    name = f"lrn-{_key(cxx)}.so"
+    folder = _cache_dir()
+    with contextlib.suppress(OSError):  # not writable: build privately below
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if _private(folder, follow=True):
+        lib = folder / name
+        if _private(lib, follow=False):
+            return lib, None
+        if lib.exists() or lib.is_symlink():
+            warnings.warn(
+                f"{lib} is not owned by you or is writable by others: not loaded, rebuilt",
+                stacklevel=4,
+            )
+        if os.access(folder, os.W_OK | os.X_OK):
+            return _compile(cxx, folder, lib), None
+    elif (folder / name).exists():
+        warnings.warn(
+            f"{folder} is not owned by you or is writable by others: the kernel there is not "
+            "loaded; building a private copy for this process",
+            stacklevel=4,
+        )
+    private = Path(tempfile.mkdtemp(prefix="alexnet-lrn-"))  # mode 0700, ours alone
+    try:
+        return _compile(cxx, private, private / name), private
+    except BaseException:
+        shutil.rmtree(private, ignore_errors=True)
+        raise
 
 
 def _kernel() -> ctypes.CDLL | None:
@@ -80,7 +132,12 @@ def _kernel() -> ctypes.CDLL | None:
             cxx = os.environ.get("CXX", "g++")
             if os.environ.get("ALEXNET_LRN", "") != "torch":
                 try:
-                    lib = ctypes.CDLL(str(_build(cxx)))
+                    path, private = _build(cxx)
+                    try:
+                        lib = ctypes.CDLL(str(path))
+                    finally:
+                        if private is not None:  # loaded (or not): the mapping outlives it
+                            shutil.rmtree(private, ignore_errors=True)
                     i64p, vp, d = ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p, ctypes.c_double
                     i64 = ctypes.c_int64
                     lib.lrn_num_tiles.argtypes, lib.lrn_num_tiles.restype = [i64p], i64

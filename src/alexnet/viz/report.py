@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.infer.weights import read_metrics
+from alexnet.paths import inside, write_atomic
 
 COLUMNS = [
     ("epoch", "epoch", "{}"),
@@ -63,7 +64,7 @@ def metrics_table(epochs: list[dict[str, Any]]) -> str:
 
 
 def _figure(fig_dir: Path, entry: dict[str, Any], caption: str, rel: str) -> str:
-    png = fig_dir / entry["file"]
+    png = inside(fig_dir, entry.get("file"), f"{fig_dir / 'figures.json'}: file")
     data = base64.b64encode(png.read_bytes()).decode("ascii")
     link = f"{rel}/{entry['file']}"
     return (
@@ -103,7 +104,14 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else run_dir / "report.html"
     fig_dir = run_dir / "figures"
     manifest_path = fig_dir / "figures.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except ValueError as err:
+        raise ValueError(f"{manifest_path}: not JSON ({err})") from None
+    if not isinstance(manifest, dict) or not all(
+        isinstance(manifest.get(key, {}), dict) for key, _ in FIGURES
+    ):
+        raise ValueError(f"{manifest_path}: not a figures manifest (objects by figure name)")
     epochs = [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("kind") == "epoch"]
     rel = Path(_relpath(fig_dir, out.parent)).as_posix()
     parts = [f"<h1>Run {html.escape(run_dir.resolve().name)}</h1>"]
@@ -136,7 +144,7 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
         + "\n".join(parts)
         + "</body></html>"
     )
-    out.write_text(page, encoding="utf-8")
+    write_atomic(out, page)
     return out
 
 
