@@ -22,7 +22,8 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "r"
     argv = ["train", "--data", str(data), "--out", str(out), "--model", "cifar_fig1",
             "--model-option", "input_size=12", "--epochs", "2", "--batch-size", "8",
-            "--lr", "0.05", "--log-every", "2", "--quiet", "--precision", "fp32"]  # fmt: skip
+            "--lr", "0.05", "--log-every", "2", "--quiet", "--precision", "fp32",
+            "--normalize", "mean_image"]  # fmt: skip
     assert main(argv) == 0
     return data, out
 
@@ -55,14 +56,14 @@ def test_run_dir_describes_itself(run):
 def test_evaluate_matches_final_numbers_and_ten_crop(run, capsys):
     data, out = run
     capsys.readouterr()
-    assert main(["evaluate", str(out / "checkpoints" / "last.pt"), "--data", str(data),
+    assert main(["evaluate", str(out), "--data", str(data),
                  "--split", "val", "--json"]) == 0  # fmt: skip
-    centre = json.loads(capsys.readouterr().out)
+    centre = json.loads(capsys.readouterr().out)  # the run's weights: what train's numbers use
     final = json.loads((out / "test_metrics.json").read_text())
     assert centre["count"] == 9 and centre["top1_acc"] == pytest.approx(final["top1_acc"])
     assert centre["loss"] == pytest.approx(final["loss"], rel=1e-6)
     assert main(["evaluate", str(out / "checkpoints" / "last.pt"), "--data", str(data),
-                 "--split", "val", "--ten-crop"]) == 0  # fmt: skip
+                 "--split", "val", "--ten-crop", "--per-class"]) == 0  # fmt: skip
     text = capsys.readouterr().out
     assert "ten crops" in text and "class2" in text
     assert main(["evaluate", str(out), "--data", str(data), "--split", "test"]) == 2

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--per-class", action="store_true", help="also one line per class")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,11 +42,59 @@ def run(args: argparse.Namespace) -> int:
         f"{result['split']} ({result['count']} images, {'ten crops' if args.ten_crop else 'centre'}"
         f" crop): top-1 err {result['top1_err']:.4f} (acc {result['top1_acc']:.4f}), "
         f"top-5 err {result['top5_err']:.4f} (acc {result['top5_acc']:.4f}), loss "
-        f"{result['loss']:.4f}"
+        f"{result['loss']:.4f}; weights: {result['weights_used']}"
     )
-    for name, acc in zip(classes, result["per_class_acc"], strict=True):
-        print(f"  {name:>24}  {'-' if acc is None else f'{acc:.4f}'}")
+    if result.get("class_note"):
+        print(result["class_note"])
+    if args.per_class:
+        for name, acc in zip(classes, result["per_class_acc"], strict=True):
+            if acc is not None:  # classes without images in this split say nothing
+                print(f"  {name:>24}  {acc:.4f}")
     return 0
+
+
+def _keys(name: str) -> set[str]:
+    """Ways a class can be named: as given, lower case, its first comma-separated name."""
+    name = str(name).strip()
+    return {name, name.lower(), name.split(",")[0].strip().lower()} - {""}
+
+
+def match_classes(
+    model_classes: list[str],
+    data_classes: list[str],
+    data_names: list[str],
+    model_synsets: list[str] | None = None,
+) -> tuple[list[int] | None, str]:
+    """(model index of each data class, or None when the order is already the same; a note).
+
+    Classes are matched by name or synset id, never by position: a data class that names no
+    model class (or names several) raises ValueError naming it."""
+    if list(data_names) == list(model_classes) or list(data_classes) == list(model_classes):
+        return None, ""
+    index: dict[str, set[int]] = {}
+    for j, name in enumerate(model_classes):
+        for key in _keys(name) | ({model_synsets[j]} if model_synsets else set()):
+            index.setdefault(key, set()).add(j)
+    mapping, unmatched = [], []
+    for cls, name in zip(data_classes, data_names, strict=True):
+        hits = [index[k] for k in (cls, *_keys(name), *_keys(cls)) if k in index]
+        exact = next((h for h in hits if len(h) == 1), None)
+        if exact is None:
+            unmatched.append(name if name == cls else f"{cls} ({name})")
+        else:
+            mapping.append(next(iter(exact)))
+    if unmatched:
+        shown = ", ".join(repr(u) for u in unmatched[:5])
+        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        raise ValueError(
+            f"the data's classes do not match the model's: {shown}{more} name no class of the "
+            f"model ({len(model_classes)} classes, e.g. {', '.join(model_classes[:3])})"
+        )
+    if len(set(mapping)) != len(mapping):
+        raise ValueError("two of the data's classes name the same class of the model")
+    return mapping, f"classes matched by name: the data's {len(mapping)} onto the model's " + str(
+        len(model_classes)
+    )
 
 
 def evaluate_weights(args: argparse.Namespace) -> dict | None:
@@ -71,13 +120,26 @@ def evaluate_weights(args: argparse.Namespace) -> dict | None:
                 f"{store.path} stores {store.image_size}px images but the weights expect "
                 f"{pre.image_size}px (their mean image); prepare the data at {pre.image_size}"
             )
+        classes = pre.classes or [str(i) for i in range(model.num_classes)]
+        synsets = None
+        if len(classes) == 1000:
+            from alexnet.infer.classes import imagenet_classes
+
+            synsets = [c.synset for c in imagenet_classes()]
+        mapping, note = match_classes(classes, store.classes, store.class_names, synsets)
         loader = make_loader(
             store, train=False, crop_size=pre.crop_size, batch_size=args.batch_size,
             rank=ctx.rank, world_size=ctx.world_size, workers=args.workers,
             stats=eval_stats(pre), normalize=pre.normalize, ten_crop=args.ten_crop,
         )  # fmt: skip
+        batches = loader.epoch(0)
+        if mapping is not None:
+            import torch
+
+            to_model = torch.tensor(mapping, dtype=torch.int64)
+            batches = ((images, to_model[labels]) for images, labels in batches)
         result = evaluate(
-            model, loader.epoch(0), num_classes=model.num_classes, device=device,
+            model, batches, num_classes=model.num_classes, device=device,
             precision=args.precision, ten_crop=args.ten_crop,
         )  # fmt: skip
         barrier(ctx)
@@ -85,9 +147,23 @@ def evaluate_weights(args: argparse.Namespace) -> dict | None:
         cleanup(ctx)
     if not ctx.is_main:
         return None
-    classes = pre.classes or [str(i) for i in range(model.num_classes)]
-    return {"weights": str(args.weights), "split": args.split, "ten_crop": args.ten_crop,
+    return {"weights": str(args.weights), "weights_used": weights_used(meta),
+            "split": args.split, "ten_crop": args.ten_crop, "class_note": note,
             "model_name": meta.get("model_name"), **result, "classes": classes}  # fmt: skip
+
+
+def weights_used(meta: dict) -> str:
+    """Which weights a number comes from, in the words `alexnet train` uses for its own."""
+    from pathlib import Path
+
+    source = Path(str(meta.get("source", "?")))
+    epoch = (meta.get("metrics") or {}).get("epoch")
+    text = (
+        source.name
+        if meta.get("kind") == "run" or source.parent.name == "checkpoints"
+        else (str(source))
+    )
+    return text + (f" (epoch {epoch})" if epoch is not None else "")
 
 
 def _run_data(weights: str) -> str:

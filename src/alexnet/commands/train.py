@@ -1,8 +1,11 @@
-"""`alexnet train`: the paper's recipe by default, any field overridable by a flag.
+"""`alexnet train`: a recipe that fits the data, any field overridable by a flag.
 
 With no arguments it trains the embedded default (Fashion-MNIST: the package's
-configs/fashion-mnist.yaml). `--config FILE|NAME` loads a recipe (e.g. `paper`: the package's
-configs/paper.yaml); flags override it.
+configs/fashion-mnist.yaml). With `--data` the recipe follows the data (alexnet.train.recipes:
+small images get the small-image recipe, large ones the paper's); `--config FILE|NAME` loads a
+recipe (e.g. `paper`: the package's configs/paper.yaml) and always wins; flags override it.
+The first line printed says which recipe was picked and why; `--print-config` (or `--dry-run`)
+prints the resolved config and stops before any data is prepared.
 `--resume RUN_DIR` continues a run exactly where its last checkpoint left it; flags given with
 it override the saved config (`--lr` changes the learning rate by hand; `--epochs` extends).
 Data parallel: `torchrun --nproc_per_node=N -m alexnet train ...` (see alexnet.train.distributed).
@@ -17,31 +20,64 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from alexnet.train.config import add_config_arguments
 
+    parser.description = (
+        "Train a model. No --data: the embedded Fashion-MNIST recipe (the defaults shown first "
+        "below). With --data the recipe follows the data: images of at most 64 px get the "
+        "small-image recipe (the same values, stored at their own size), larger ones the "
+        "paper's (the 'paper recipe' values below). --config always wins."
+    )
     parser.add_argument(
         "--config",
         help="recipe YAML file, or a shipped recipe's name (paper, caffe, fashion-mnist)",
     )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly")
+    parser.add_argument(
+        "--print-config",
+        "--dry-run",
+        dest="print_config",
+        action="store_true",
+        help="print the resolved recipe (config.yaml's contents) and stop: nothing is prepared "
+        "or trained",
+    )
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.train.config import command_line, flag_overrides, resolve_config
+    from alexnet.train.config import command_line, flag_overrides
     from alexnet.train.loop import NonFiniteLossError
-    from alexnet.train.run import train
+    from alexnet.train.recipes import describe, resolve_recipe
 
-    overrides = flag_overrides(args)
     try:
+        overrides = flag_overrides(args)
         if args.resume:
             if args.config:
                 raise ValueError("--resume takes the run's own config; drop --config")
+            from alexnet.train.run import resume_config, train
+
+            if args.print_config:
+                return _print_config(resume_config(args.resume, overrides)[0])
             train(None, resume=args.resume, overrides=overrides, command=command_line(args))
         else:
-            train(resolve_config(args.config, overrides), command=command_line(args))
+            config = resolve_recipe(args.config, overrides)
+            if args.print_config:
+                return _print_config(config)
+            print(describe(config), flush=True)
+            from alexnet.train.run import train
+
+            train(config, command=command_line(args))
     except NonFiniteLossError as err:
         print(f"alexnet train: stopped: {err}", file=sys.stderr)
         return 3
     except (ValueError, FileNotFoundError, KeyError) as err:
         print(f"alexnet train: error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _print_config(config) -> int:
+    import yaml
+
+    from alexnet.train.config import config_to_dict
+
+    print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
     return 0

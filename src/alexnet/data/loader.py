@@ -32,6 +32,7 @@ from alexnet.data.transforms import (
     lighting_offsets,
     random_position,
     ten_crop_positions,
+    upscale,
 )
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -66,10 +67,16 @@ class Loader:
         if batch_size < 1 or crop_size < 1:
             raise ValueError(f"batch_size and crop_size must be >= 1 ({batch_size}, {crop_size})")
         smallest = int(store.shapes[:, :2].min()) if len(store) else 0
+        self.upscale = 0  # > 0: whole stored images, resized to this side per batch
         if crop_size > smallest:
-            raise ValueError(
-                f"crop {crop_size} larger than the smallest image ({smallest}) of {store.path}"
-            )
+            sides = np.unique(store.shapes[:, :2]) if len(store) else np.array([])
+            if len(sides) != 1:
+                raise ValueError(
+                    f"crop {crop_size} larger than the smallest image ({smallest}) of {store.path}"
+                )
+            # images stored smaller than the model's input (e.g. CIFAR-10's 32 px for a 67-px
+            # net): fed whole, upscaled per batch (data.transforms.upscale)
+            self.upscale, crop_size = crop_size, smallest
         self.stats = stats if stats is not None else store.stats
         if self.stats is None:
             raise ValueError(
@@ -156,6 +163,8 @@ class Loader:
         if hasattr(self.store, "release"):
             self.store.release()
         images = torch.from_numpy(out if self.ten_crop else out[:, 0])
+        if self.upscale:
+            images = upscale(images, self.upscale)
         return images, torch.from_numpy(self.store.labels[idx].astype(np.int64))
 
     def _crops(self, out: np.ndarray, idx: np.ndarray, epoch: int) -> np.ndarray:

@@ -9,7 +9,9 @@ Geometry: with `resize="shorter"` the shorter side is rescaled to `image_size` a
 `image_size` square kept (paper section 2, what `alexnet prepare` stores); with `resize="warp"`
 the whole image is squeezed to `image_size` x `image_size` (what Caffe's ImageNet tools did).
 Then the central `crop_size` patch (or, for ten-crop testing, the four corners, the centre and
-their reflections; section 4.1). Colour order is always RGB: weights from BGR sources (Caffe)
+their reflections; section 4.1). Weights trained on images stored smaller than their input
+(`crop_size > image_size`, e.g. CIFAR-10 kept at 32 px for a 67-px net) see the whole image,
+upscaled bilinearly to `crop_size`. Colour order is always RGB: weights from BGR sources (Caffe)
 have conv1's input channels flipped once when they are imported.
 """
 
@@ -47,8 +49,6 @@ class Preprocess:
             raise ValueError(f"preprocess.resize is {self.resize!r}; use {RESIZE_MODES}")
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"preprocess.normalize is {self.normalize!r}; use {NORMALIZE_MODES}")
-        if self.crop_size > self.image_size:
-            raise ValueError(f"crop_size {self.crop_size} exceeds image_size {self.image_size}")
         if self.normalize == "mean_image":
             if self.mean_image is None:
                 raise ValueError("preprocess.normalize is 'mean_image' but no mean_image is given")
@@ -126,13 +126,23 @@ class Preprocess:
             x = (x - torch.tensor(self.mean)) / torch.tensor(self.std)
         return x.permute(2, 0, 1).contiguous()
 
+    def model_view(self, img: np.ndarray) -> torch.Tensor:
+        """image_tensor, upscaled to crop_size when the weights were trained on images stored
+        smaller than the model's input (crop_size > image_size: fed whole, as in training)."""
+        x = self.image_tensor(img)
+        if self.crop_size > self.image_size:
+            from alexnet.data.transforms import upscale
+
+            x = upscale(x, self.crop_size)
+        return x
+
     def center(self, img: np.ndarray) -> torch.Tensor:
         """The single centre crop, (C, crop, crop)."""
-        return center_crop(self.image_tensor(img), self.crop_size)
+        return center_crop(self.model_view(img), self.crop_size)
 
     def ten_crop(self, img: np.ndarray) -> torch.Tensor:
         """The paper's ten test patches (section 4.1), (10, C, crop, crop)."""
-        return ten_crop(self.image_tensor(img), self.crop_size)
+        return ten_crop(self.model_view(img), self.crop_size)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -52,6 +52,18 @@ def random_position(
     return top, left
 
 
+def upscale(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(..., C, h, w) float images resized to (..., C, size, size), bilinear (align_corners off,
+    no antialiasing): how images stored smaller than the model's input reach it, the same in
+    training (per batch) and inference (alexnet.infer.preprocess)."""
+    lead = x.shape[:-3]
+    flat = x.reshape(-1, *x.shape[-3:])
+    out = torch.nn.functional.interpolate(
+        flat, size=(size, size), mode="bilinear", align_corners=False
+    )
+    return out.reshape(*lead, *out.shape[-3:])
+
+
 def _check_fits(height: int, width: int, crop_size: int) -> None:
     if crop_size > height or crop_size > width:
         raise ValueError(f"crop {crop_size} does not fit in a {height}x{width} image")

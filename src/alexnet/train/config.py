@@ -36,7 +36,7 @@ class TrainConfig:
     # data
     data: str = "fashion-mnist"  # prepared dir, or fashion-mnist / cifar10 / an image folder
     image_size: int = 256  # stored side when preparing on the fly (section 2: 256)
-    val_split: float = 0.0  # hold out this fraction of train when the data has no val split
+    val_split: float = 0.1  # hold out this fraction of train (seeded) when there is no val split
     normalize: str = "mean_image"  # section 2: subtract the mean image; or "channel"
     flip: bool = True  # section 4.1: horizontal reflections
     pca_std: float = 0.1  # section 4.1: fancy PCA, alpha ~ N(0, 0.1); 0 turns it off
@@ -73,7 +73,8 @@ class TrainConfig:
     stuck_steps: int = 300  # warn when the loss stays near ln(num_classes) this long
     ten_crop_test: bool = False  # final test numbers with ten crops (section 4.1)
     safetensors: bool = True  # also write the final weights as model.safetensors
-    quiet: bool = False  # no progress bar (for logs)
+    quiet: bool = False  # no progress bar (for logs; never saved, so a resume is not quiet)
+    recipe: dict[str, Any] = field(default_factory=dict)  # the recipe picked and why (printed)
 
 
 # The README's main command (`alexnet train`, no arguments); alexnet/configs/fashion-mnist.yaml says
@@ -90,6 +91,7 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
     "lr": 0.015,
     "schedule": "cosine",
     "pca_std": 0.0,
+    "val_split": 0.0,
 }
 
 
@@ -180,19 +182,39 @@ def _field_help() -> dict[str, str]:
     return dict(found)
 
 
+def _default_text(f: dataclasses.Field) -> str:
+    """' (default X)' with the embedded recipe's value first where it differs from the paper's.
+    '%' is doubled: argparse formats help strings."""
+    paper = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if f.name in EMBEDDED_DEFAULT and EMBEDDED_DEFAULT[f.name] != paper:
+        text = f" (default {EMBEDDED_DEFAULT[f.name]!r}; paper recipe {paper!r})"
+    elif paper in ("", {}):
+        return ""
+    else:
+        text = f" (default {paper!r})"
+    return text.replace("%", "%%")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are None so only given flags override."""
     helps = _field_help()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f)
+        if f.name in helps:
+            helps[f.name] += _default_text(f)
+        if f.name == "recipe":
+            continue  # decided from the data (alexnet.train.recipes), not a flag
         if f.name == "model_options":
             parser.add_argument(
                 "--model-option",
                 dest="model_options",
                 action="append",
                 metavar="KEY=VALUE",
-                help="a model option (YAML value), e.g. dropout=0 or lrn=false; repeatable",
+                help="a model option (YAML value), e.g. dropout=0 or lrn=false; repeatable "
+                "(default: the embedded recipe's "
+                + ", ".join(f"{k}={v}" for k, v in EMBEDDED_DEFAULT["model_options"].items())
+                + "; paper recipe: the model's own)",
             )
         elif kind is bool:
             parser.add_argument(
@@ -255,5 +277,8 @@ def resolve_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    """Plain data (for config.yaml and checkpoints)."""
-    return dataclasses.asdict(config)
+    """Plain data (for config.yaml and checkpoints); `quiet` is how this process prints, not
+    part of the run, so it is not saved."""
+    out = dataclasses.asdict(config)
+    out.pop("quiet", None)
+    return out

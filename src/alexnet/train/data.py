@@ -60,6 +60,7 @@ class RunData:
     test_split: str
     crop_size: int
     input_device: torch.device | None = None
+    held_out: tuple[int, int] | None = None  # (train, val) images when val was held out
 
 
 def build_loaders(
@@ -79,7 +80,7 @@ def build_loaders(
     train_part, val_part = store, None
     if "val" in splits:
         val_part = open_store(splits["val"])
-    elif config.val_split > 0:
+    elif config.val_split > 0 and round(len(store) * config.val_split) > 0:
         train_part, val_part = hold_out(store, config.val_split, config.seed)
     crop = int(config.model_options.get("input_size", model_defaults(config.model)["input_size"]))
     common = {
@@ -102,6 +103,8 @@ def build_loaders(
     return RunData(
         train_store=store, train=train, val=evaluation(val_part), test=evaluation(test_store),
         test_ten=evaluation(test_store, ten_crop=True), test_split=test_split, crop_size=crop,
+        held_out=(len(train_part), len(val_part)) if val_part is not None and "val" not in splits
+        else None,
     )  # fmt: skip
 
 

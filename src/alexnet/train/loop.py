@@ -28,6 +28,8 @@ from alexnet.train.distributed import DistContext, all_reduce_mean
 from alexnet.train.metrics_log import RunLog
 from alexnet.train.optim import LRSchedule, make_optimizer
 
+RISE, RISE_STEPS = 2.0, 100  # warn when the loss exceeds 2x its first value in 100 steps
+
 
 class BatchSource(Protocol):
     """What the loop needs from a loader (alexnet.data.loader's contract)."""
@@ -81,6 +83,8 @@ class Trainer:
         self.progress = Progress()
         self.log: RunLog | None = None
         self._stuck = 0  # consecutive steps with the loss near ln(num_classes)
+        self._first_loss: float | None = None  # for the early-rise warning
+        self._rise_warned = False
         self.memory_format = memory_format(device, precision)
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -215,10 +219,11 @@ class Trainer:
             if self._stuck == cfg.stuck_steps and self.ctx.is_main:
                 print(
                     f"warning: the loss has stayed at ln({self.num_classes}) = {ln_c:.2f} for "
-                    f"{self._stuck} steps (step {prog.step}): a dead start (reference section 1); "
-                    "try a smaller init std, bias 0.1 instead of 1, or another --lr",
+                    f"{self._stuck} steps (step {prog.step}): a dead start (the net is not "
+                    "learning); try a smaller init std, bias 0.1 instead of 1, or another --lr",
                     file=sys.stderr,
                 )
+            self._watch_rise(loss)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{img_per_s:.0f}", refresh=False)
@@ -235,8 +240,52 @@ class Trainer:
         if bar is not None:
             bar.close()
         if self._steps_done() and prog.batch_in_epoch < len(self.train_loader):
+            self._partial_epoch(meter, seen=seen, start=start)
             return None
         return self._end_epoch(meter, seen=seen, start=start)
+
+    def _watch_rise(self, loss: float) -> None:
+        """Warn once when the loss rises sharply early (above RISE times the run's first loss
+        within its first RISE_STEPS steps): a learning rate too high for this data."""
+        if self._first_loss is None:
+            self._first_loss = loss
+        elif (
+            not self._rise_warned
+            and self.progress.step <= RISE_STEPS
+            and loss > max(RISE * self._first_loss, self._first_loss + 0.5)
+            and self.ctx.is_main
+        ):
+            self._rise_warned = True
+            print(
+                f"warning: the loss rose from {self._first_loss:.2f} to {loss:.2f} by step "
+                f"{self.progress.step} at lr {self.schedule.lr:g}: the learning rate is probably "
+                "too high for this data; try a smaller --lr",
+                file=sys.stderr,
+            )
+
+    def _partial_epoch(self, meter: Meter, seen: int, start: float) -> None:
+        """The record of an epoch cut short by max_steps: train numbers of its batches so far
+        (kind "partial_epoch"; a resume drops it and writes the whole epoch's record)."""
+        prog, n = self.progress, len(self.train_loader)
+        seconds = time.perf_counter() - start
+        copy = Meter(self.num_classes)
+        copy.load_sums(meter.all_sums())
+        copy.all_reduce()
+        train = copy.result()
+        record = {
+            "epoch": prog.epoch + 1, "batches": prog.batch_in_epoch, "of": n, "step": prog.step,
+            "train_loss": train["loss"], "train_top1_err": train["top1_err"],
+            "train_top5_err": train["top5_err"], "lr": self.schedule.lr,
+            "img_per_s": seen / max(seconds, 1e-9), "seconds": seconds,
+        }  # fmt: skip
+        self.log.partial_epoch(**record)
+        if self.ctx.is_main:
+            print(
+                f"epoch {prog.epoch + 1} stopped after {prog.batch_in_epoch} of {n} batches "
+                f"(--max-steps {self.config.max_steps}): train loss {train['loss']:.4f} top-1 err "
+                f"{train['top1_err']:.4f} lr {self.schedule.lr:g}",
+                flush=True,
+            )
 
     def _end_epoch(self, meter: Meter, seen: int, start: float) -> dict[str, Any]:
         """Validate, step the schedule, log the epoch line, checkpoint last (and best)."""
@@ -262,10 +311,10 @@ class Trainer:
         }
         self.log.epoch(**record)
         prog.epoch, prog.batch_in_epoch, prog.train_sums = prog.epoch + 1, 0, []
-        is_best = metric < prog.best_metric
+        is_best = metric < prog.best_metric and val is not None  # best.pt: chosen on val only
         prog.best_metric = min(prog.best_metric, metric)
         self.save(best=is_best)
-        if self.ctx.is_main and not self.config.quiet:
+        if self.ctx.is_main:  # --quiet hides the progress bar only
             val_text = "" if val is None else f" val top-1 err {val['top1_err']:.4f}"
             print(
                 f"epoch {prog.epoch}/{self.config.epochs}: train loss {train['loss']:.4f} "
@@ -286,10 +335,16 @@ class Trainer:
             return None
         from tqdm import tqdm
 
+        n, epochs, cap = len(self.train_loader), self.config.epochs, self.config.max_steps
+        total = n
+        if cap:  # the bar tells the run's real length, not the recipe's epochs
+            left = math.ceil((cap - self.progress.step + done) / n)
+            epochs = min(epochs, self.progress.epoch + left)
+            total = min(n, done + max(cap - self.progress.step, 0))
         return tqdm(
-            total=len(self.train_loader),
+            total=total,
             initial=done,
-            desc=f"epoch {self.progress.epoch + 1}/{self.config.epochs}",
+            desc=f"epoch {self.progress.epoch + 1}/{epochs}",
             unit="batch",
             dynamic_ncols=True,
             leave=False,

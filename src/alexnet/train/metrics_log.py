@@ -56,6 +56,11 @@ class RunLog:
                     self.writer.add_scalar(f"epoch/{key}", values[key], values["epoch"])
             self.writer.flush()
 
+    def partial_epoch(self, **values: Any) -> None:
+        """An epoch cut short by max_steps: {"kind": "partial_epoch", "epoch", "batches", "of",
+        "step", "train_loss", "train_top1_err", "train_top5_err", "lr", "img_per_s", "seconds"}."""
+        self._write({"kind": "partial_epoch", **values})
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -66,7 +71,9 @@ def truncate_after(path: Path, step: int) -> None:
     kept = [
         line
         for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
+        if line.strip()
+        and json.loads(line).get("step", 0) <= step
+        and json.loads(line).get("kind") != "partial_epoch"  # the resumed run completes it
     ]
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in kept))

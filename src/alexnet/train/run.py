@@ -209,7 +209,14 @@ def _train(
     preprocess = make_preprocess(data.train_store, core.input_size, config.normalize, used)
     groups = param_groups(core, transfer.fresh, config.new_layer_lr) if transfer else None
     run_dir = Path(config.out) if config.out else default_run_dir(config)
-    config = make_config(config_to_dict(config), {"out": str(run_dir)})
+    real = {"out": str(run_dir), "quiet": config.quiet, "image_size": data.train_store.image_size}
+    config = make_config(config_to_dict(config), real)  # config.yaml records the real store size
+    if ctx.is_main and data.held_out:
+        n_train, n_val = data.held_out
+        print(
+            f"val: held out {config.val_split:.0%} of train, {n_val:,} images (seeded, not "
+            f"stratified; {n_train:,} left to train on): no val split in {config.data}"
+        )
     trainer = Trainer(
         config, model, data.train, data.val, preprocess=preprocess, run_dir=run_dir,
         device=data.input_device or device, precision=precision, ctx=ctx, param_groups=groups,
@@ -218,20 +225,37 @@ def _train(
         trainer.load_state(ckpt, lr_override)
     if ctx.is_main:
         write_run_files(run_dir, config, command)
-        if not config.quiet:
-            print(f"run dir {run_dir}; {config.model} on {config.data}, {precision}, {device}")
+        print(f"run dir {run_dir}; {config.model} on {config.data}, {precision}, {device}")
         if transfer is not None:
             print(describe_init(config, transfer, stats is not None))
     trainer.fit(resume_step=None if ckpt is None else trainer.progress.step)
+    weights = use_final_weights(trainer, data)
     result = final_test(trainer, data, config, precision)
+    if result:
+        result["weights"] = weights
     if ctx.is_main:
         _finish(trainer, result, run_dir, config)
     barrier(ctx)  # no rank tears the process group down while another still uses it
     return result
 
 
+def use_final_weights(trainer: Trainer, data: Any) -> str:
+    """The one rule for a run's numbers: its weights are checkpoints/best.pt when a val split
+    chose it (loaded into the trainer's model here), else the last weights. What `evaluate`,
+    `report`, `release` and model.safetensors use too; returns how to name them."""
+    best = trainer.run_dir / "checkpoints" / "best.pt"
+    if data.val is None or not best.is_file():
+        return f"last weights (step {trainer.progress.step})"
+    ckpt = load_checkpoint(best)
+    if hasattr(trainer.core, "load_grouped_state_dict"):
+        trainer.core.load_grouped_state_dict(ckpt["model"])
+    else:
+        trainer.core.load_state_dict(ckpt["model"])
+    return f"best.pt (epoch {int(ckpt['epoch'])}, chosen on val)"
+
+
 def final_test(trainer: Trainer, data: Any, config: TrainConfig, precision: str) -> dict:
-    """Top-1/top-5 on the test split (else val) with the final weights."""
+    """Top-1/top-5 on the test split (else val) with the run's weights (use_final_weights)."""
     from alexnet.eval.evaluate import evaluate
 
     loader = data.test_ten if config.ten_crop_test else data.test
@@ -251,7 +275,7 @@ def _finish(trainer: Trainer, result: dict, run_dir: Path, config: TrainConfig) 
             f"final {result['split']} ({result['count']} images"
             f"{', ten crops' if result['ten_crop'] else ''}): top-1 acc {result['top1_acc']:.4f}"
             f" (err {result['top1_err']:.4f}), top-5 acc {result['top5_acc']:.4f}"
-            f" (err {result['top5_err']:.4f})"
+            f" (err {result['top5_err']:.4f}); weights: {result['weights']}"
         )
     if config.safetensors:  # the weights file `alexnet predict` and `release` read
         from alexnet.data.preset import Preprocess

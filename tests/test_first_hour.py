@@ -1,0 +1,204 @@
+"""Issue 15: a new user's first hour (recipes that fit the data, one set of numbers, clean
+errors). Tiny synthetic data, a few steps each."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from alexnet.cli import main
+from alexnet.train.metrics_log import read_metrics
+from alexnet.train.recipes import resolve_recipe
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _png(path: Path, side: int, colour: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(colour)
+    img = np.clip(colour + rng.normal(0, 20, (side, side, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(path)
+
+
+def _cifar_like_zip(path: Path) -> Path:
+    """A tiny zip in the CIFAR-10 JPEG layout: cifar10/<split>/<class>/<file>, 32 px."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for split, n in (("train", 8), ("test", 2)):
+            for c, cls in enumerate(("airplane", "cat")):
+                for i in range(n):
+                    img = np.full((32, 32, 3), 60 + 120 * c, np.uint8)
+                    img[i % 32] = 255
+                    tmp = path.parent / "x.jpg"
+                    Image.fromarray(img).save(tmp)
+                    zf.write(tmp, f"cifar10/{split}/{cls}/{i}.jpg")
+    return path
+
+
+# -- recipes that fit the data --------------------------------------------------------------
+
+
+def test_small_images_get_the_small_image_recipe_at_their_own_size():
+    config = resolve_recipe(None, {"data": "synthetic:20:16:3"})
+    assert config.recipe["name"] == "small-images" and "16 px" in config.recipe["reason"]
+    assert config.epochs == 4 and config.schedule == "cosine" and config.lr == 0.015
+    assert config.image_size == 16 and config.model_options["input_size"] == 67
+    assert "upscaled per batch" in config.recipe["input"]
+    large = resolve_recipe(None, {"data": "synthetic:20:100:3"})
+    assert large.recipe["name"] == "paper" and large.epochs == 90
+    assert large.image_size == 100  # never upsampled on prepare
+    explicit = resolve_recipe("paper", {"data": "synthetic:20:16:3"})
+    assert explicit.recipe["name"] == "paper" and explicit.image_size == 256  # --config wins
+    embedded = resolve_recipe(None, {})
+    assert embedded.recipe["name"] == "fashion-mnist" and embedded.image_size == 67
+
+
+def test_a_small_model_on_large_images_is_not_stored_at_256():
+    config = resolve_recipe(None, {"data": "synthetic:20:100:3", "model": "cifar_fig1"})
+    assert config.image_size == 36  # the paper's 256/227 margin of a 32-px input
+    assert "32-px crops" in config.recipe["input"]
+
+
+def test_cifar10_via_train_is_stored_at_32_px(tmp_path, cache, monkeypatch, capsys):
+    monkeypatch.setenv("ALEXNET_CIFAR10", str(_cifar_like_zip(tmp_path / "c.zip")))
+    out = tmp_path / "run"
+    argv = ["train", "--data", "cifar10", "--out", str(out), "--max-steps", "1",
+            "--batch-size", "4", "--precision", "fp32", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("recipe small-images: its images are 32 px")
+    stores = [p for p in cache.rglob("meta.json")]
+    assert stores and all(json.loads(p.read_text())["image_size"] == 32 for p in stores)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["image_size"] == 32 and config["recipe"]["name"] == "small-images"
+    assert "67-px input" in config["recipe"]["input"]
+    assert "held out 10% of train, 2 images" in text  # CIFAR-10 has no val split
+    assert "quiet" not in config  # a resume is not silenced by an earlier --quiet
+    assert "epoch 1 stopped after 1 of" in text  # --quiet keeps the epoch lines
+    partial = [r for r in read_metrics(out) if r["kind"] == "partial_epoch"]
+    assert partial and partial[0]["batches"] == 1 and partial[0]["epoch"] == 1
+    from alexnet.infer.weights import load_weights
+
+    model, pre, _ = load_weights(out)  # inference upscales as training did
+    assert (pre.image_size, pre.crop_size) == (32, 67)
+    x = pre.center(np.zeros((32, 32, 3), np.uint8))
+    assert x.shape == (3, 67, 67) and model(x[None]).shape == (1, 2)
+
+
+def test_bad_arguments_fail_before_preparing(cache, capsys):
+    assert main(["train", "--model", "alexnett", "--data", "synthetic:20:16:3"]) == 2
+    assert "unknown model 'alexnett' (did you mean 'alexnet'?)" in capsys.readouterr().err
+    assert main(["train", "--model-option", "dropout=2", "--data", "synthetic:20:16:3"]) == 2
+    assert "dropout" in capsys.readouterr().err
+    assert not cache.exists()
+
+
+def test_print_config_shows_the_resolved_recipe_and_stops(cache, capsys):
+    assert main(["train", "--data", "synthetic:20:16:3", "--dry-run", "--lr", "0.1"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["lr"] == 0.1 and config["recipe"]["name"] == "small-images"
+    assert not cache.exists()
+
+
+def test_train_help_shows_the_defaults_in_force():
+    out = subprocess.run(
+        [sys.executable, "-m", "alexnet", "train", "--help"], capture_output=True, text=True,
+        env={"PYTHONPATH": SRC, "COLUMNS": "200"}, check=True,
+    ).stdout  # fmt: skip
+    assert "(default 4; paper recipe 90)" in out and "(default 0.015; paper recipe 0.01)" in out
+    assert "input_size=67" in out
+
+
+def test_a_folder_without_val_holds_one_out(tmp_path, cache, capsys):
+    for c in range(2):
+        for i in range(10):
+            _png(tmp_path / "src" / f"k{c}" / f"{i}.png", 20, 60 + 120 * c)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "src"), "--out", str(out), "--max-steps", "1",
+            "--batch-size", "4", "--precision", "fp32", "--model", "cifar_fig1",
+            "--model-option", "input_size=16"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "held out 10% of train, 2 images (seeded, not stratified; 18 left" in captured.out
+    assert "epoch 1/1" in captured.err  # the bar tells the real length, not 1/4
+    assert yaml.safe_load((out / "config.yaml").read_text())["val_split"] == 0.1
+
+
+# -- one set of numbers -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """cifar_fig1 trained 2 epochs on a two-class folder with train and val splits."""
+    root = tmp_path_factory.mktemp("folder")
+    for split, n in (("train", 12), ("val", 4)):
+        for c, cls in enumerate(("tabby", "tench")):
+            for i in range(n):
+                _png(root / "src" / split / cls / f"{i}.png", 16, 50 + 150 * c + i)
+    out = root / "run"
+    argv = ["train", "--data", str(root / "src"), "--out", str(out), "--model", "cifar_fig1",
+            "--model-option", "input_size=16", "--epochs", "2", "--batch-size", "4",
+            "--precision", "fp32", "--quiet", "--lr", "0.05"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "alexnet", *argv], capture_output=True, text=True,
+        env={"PYTHONPATH": SRC, "ALEXNET_CACHE": str(root / "cache"), "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return root, out, proc.stdout
+
+
+def test_train_and_evaluate_report_the_same_weights_and_score(folder_run, capsys):
+    _, out, text = folder_run
+    final = next(line for line in text.splitlines() if line.startswith("final val"))
+    assert "weights: best.pt (epoch" in final
+    acc = float(final.split("top-1 acc ")[1].split()[0])
+    assert main(["evaluate", str(out), "--split", "val"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert float(line.split("(acc ")[1].split(")")[0]) == pytest.approx(acc, abs=1e-4)
+    epoch = final.split("best.pt (epoch ")[1].split(",")[0]
+    assert f"weights: best.pt (epoch {epoch})" in line
+    assert json.loads((out / "test_metrics.json").read_text())["weights"].startswith("best.pt")
+
+
+def test_evaluate_matches_classes_by_name_and_refuses_others(folder_run, tmp_path, capsys):
+    _, out, _ = folder_run
+    for i in range(3):  # only 'tench': data class 0 is the model's class 1
+        _png(tmp_path / "one" / "tench" / f"{i}.png", 16, 200 + i)
+    assert main(["evaluate", str(out), "--data", str(tmp_path / "one"), "--split", "train",
+                 "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["count"] == 3 and result["per_class_acc"][0] is None
+    assert result["per_class_acc"][1] is not None and "matched by name" in result["class_note"]
+    _png(tmp_path / "other" / "goldfish" / "0.png", 16, 9)
+    assert main(["evaluate", str(out), "--data", str(tmp_path / "other"), "--split", "train"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("alexnet evaluate: error: the data's classes do not match")
+    assert "'goldfish'" in err and len(err.splitlines()) == 1
+    assert main(["evaluate", str(out), "--split", "val"]) == 0
+    assert "tabby" not in capsys.readouterr().out  # per-class lines only with --per-class
+
+
+def test_loss_rising_sharply_early_warns_once_naming_the_lr(capsys):
+    from alexnet.train.loop import Trainer
+
+    t = Trainer.__new__(Trainer)
+    t._first_loss, t._rise_warned = None, False
+    t.progress = type("P", (), {"step": 1})()
+    t.schedule = type("S", (), {"lr": 0.05})()
+    t.ctx = type("C", (), {"is_main": True})()
+    for step, loss in enumerate((3.11, 10.93, 18.37), 1):
+        t.progress.step = step
+        t._watch_rise(loss)
+    err = capsys.readouterr().err
+    assert err.count("warning: the loss rose from 3.11 to 10.93 by step 2 at lr 0.05") == 1
