@@ -123,7 +123,7 @@ def evaluate_weights(args: argparse.Namespace) -> dict | None:
         classes = pre.classes or [str(i) for i in range(model.num_classes)]
         synsets = None
         if len(classes) == 1000:
-            from alexnet.infer.classes import imagenet_classes
+            from alexnet.data.classes import imagenet_classes
 
             synsets = [c.synset for c in imagenet_classes()]
         mapping, note = match_classes(classes, store.classes, store.class_names, synsets)

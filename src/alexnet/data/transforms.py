@@ -55,7 +55,7 @@ def random_position(
 def upscale(x: torch.Tensor, size: int) -> torch.Tensor:
     """(..., C, h, w) float images resized to (..., C, size, size), bilinear (align_corners off,
     no antialiasing): how images stored smaller than the model's input reach it, the same in
-    training (per batch) and inference (alexnet.infer.preprocess)."""
+    training (per batch) and inference (alexnet.data.preset)."""
     lead = x.shape[:-3]
     flat = x.reshape(-1, *x.shape[-3:])
     out = torch.nn.functional.interpolate(
