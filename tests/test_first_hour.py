@@ -202,3 +202,19 @@ def test_loss_rising_sharply_early_warns_once_naming_the_lr(capsys):
         t._watch_rise(loss)
     err = capsys.readouterr().err
     assert err.count("warning: the loss rose from 3.11 to 10.93 by step 2 at lr 0.05") == 1
+
+
+def test_a_smoke_experiment_describes_its_real_data(tmp_path, capsys):
+    out = tmp_path / "fig1"
+    assert main(["experiment", "fig1", "--smoke", "--seeds", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert "--data" not in result["command"] and "50,000" not in result["data"]
+    assert result["data"].startswith("--smoke: synthetic:64") and "5,000" not in json.dumps(
+        result["sweep"]
+    )
+    assert "synthetic" in capsys.readouterr().out
+    docs = tmp_path / "docs"
+    assert main(["experiment", "page", str(out), "--docs", str(docs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("alexnet experiment page: error:") and "smoke" in err
+    assert len(err.splitlines()) == 1

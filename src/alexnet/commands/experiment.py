@@ -35,6 +35,8 @@ def command_line(args: argparse.Namespace) -> str:
         "minutes",
     ):
         value = getattr(args, key)
+        if key == "data" and args.smoke:
+            continue  # a smoke run uses its synthetic stand-in, whatever --data says
         if value is not None:
             text = ",".join(f"{v:g}" for v in value) if key == "lrs" else str(value)
             parts += [f"--{key.replace('_', '-')}", text]
@@ -107,5 +109,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"alexnet experiment: error: --{key} must be >= 0", file=sys.stderr)
             return 2
     ctx.log(f"{ctx.command}")
+    if ctx.smoke:
+        ctx.log(ctx.smoke_text(""))
     experiment_module(args.name).run(ctx)
     return 0

@@ -69,6 +69,15 @@ class Context:
         """The data source: a tiny synthetic set in smoke mode, else `data`."""
         return SMOKE_DATA.format(size=image_size) if self.smoke else self.data
 
+    def smoke_text(self, text: str) -> str:
+        """`text` (a description of the real data), or in smoke mode what the run really used."""
+        if not self.smoke:
+            return text
+        return (
+            f"--smoke: {SMOKE_DATA.format(size='SIZE')} (synthetic class-coloured noise, 64 "
+            f"training images), not {self.data}: it checks the code and measures nothing"
+        )
+
 
 def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
     """The prepared directory of `spec` at `image_size` (prepared once into the trainer's cache).
@@ -311,6 +320,10 @@ def write_result(ctx: Context, result: dict[str, Any]) -> Path:
     """OUT/result.json: the experiment's own fields plus provenance."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     commit, dirty = ctx.code
+    if ctx.smoke:  # the description of the real data would say what this run did not use
+        result = {**result, "data": ctx.smoke_text(str(result.get("data", "")))}
+        if result.get("title"):
+            result["title"] = f"--smoke, synthetic data (not {ctx.data}): {ctx.name}"
     result = {
         "experiment": ctx.name,
         **result,

@@ -82,7 +82,10 @@ def run_comparison(
         row(f"final training error, {n}", None, per_arm[n]["final_train_top1_err"], "%")
         for n in names
     ]
-    figure = plot_arms(per_arm, ctx.out / f"{ctx.name}.png", info.get("title", ctx.name))
+    title = info.get("title", ctx.name)
+    if ctx.smoke:
+        title = f"{ctx.name} --smoke on synthetic data (not {ctx.data}): measures nothing"
+    figure = plot_arms(per_arm, ctx.out / f"{ctx.name}.png", title)
     result = {
         **info,
         "base_config": base,

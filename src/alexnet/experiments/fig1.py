@@ -170,7 +170,8 @@ def run(ctx: Context) -> dict[str, Any]:
             strict=True,
         )
     ]
-    figure = plot(curves, ctx.out / "fig1.png")
+    data_name = "synthetic smoke data (not CIFAR-10)" if smoke else "CIFAR-10 (JPEG)"
+    figure = plot(curves, ctx.out / "fig1.png", data_name)
     effect = summary(ratios)
     rows = [
         row(
@@ -196,8 +197,10 @@ def run(ctx: Context) -> dict[str, Any]:
         "sweep": {
             "lrs": list(lrs),
             "epochs": sweep_epochs,
-            "criterion": "val top-1 error on 5,000 training images held out (500 per class, "
-            "seeded), trained on the other 45,000; the test split is not in the sweep's data",
+            "criterion": ctx.smoke_text(
+                "val top-1 error on 5,000 training images held out (500 per class, "
+                "seeded), trained on the other 45,000; the test split is not in the sweep's data"
+            ),
             **sweep,
         },
         "epoch_cap": cap,
@@ -225,7 +228,7 @@ def _lower_bound(arms: dict[str, Any]) -> float | None:
     return min(bounds) if bounds else None
 
 
-def plot(curves: dict[str, list[list[float]]], path: Any) -> Any:
+def plot(curves: dict[str, list[list[float]]], path: Any, data: str = "CIFAR-10 (JPEG)") -> Any:
     """Training error (%) against epochs, every seed; ReLU solid, tanh dashed as in the paper."""
     from alexnet.viz.common import new_figure, save
 
@@ -240,7 +243,7 @@ def plot(curves: dict[str, list[list[float]]], path: Any) -> Any:
             )
     ax.axhline(100 * TARGET, color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="epochs", ylabel="training error rate (%)", ylim=(0, 90))
-    ax.set_title("CIFAR-10 (JPEG), cifar_fig1: one line per seed", fontsize=10)
+    ax.set_title(f"{data}, cifar_fig1: one line per seed", fontsize=10)
     ax.legend()
     fig.tight_layout()
     return save(fig, path)

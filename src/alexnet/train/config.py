@@ -36,7 +36,7 @@ class TrainConfig:
     # data
     data: str = "fashion-mnist"  # prepared dir, or fashion-mnist / cifar10 / an image folder
     image_size: int = 256  # stored side when preparing on the fly (section 2: 256)
-    val_split: float = 0.1  # hold out this fraction of train (seeded) when there is no val split
+    val_split: float = 0.0  # hold out this fraction of train if no val split (train: 0.1)
     normalize: str = "mean_image"  # section 2: subtract the mean image; or "channel"
     flip: bool = True  # section 4.1: horizontal reflections
     pca_std: float = 0.1  # section 4.1: fancy PCA, alpha ~ N(0, 0.1); 0 turns it off
@@ -185,6 +185,8 @@ def _field_help() -> dict[str, str]:
 def _default_text(f: dataclasses.Field) -> str:
     """' (default X)' with the embedded recipe's value first where it differs from the paper's.
     '%' is doubled: argparse formats help strings."""
+    if f.name == "val_split":  # set by alexnet.train.recipes: 0.1 unless the recipe says
+        return " (default 0.1; the embedded recipe 0: tuned on all of train)"
     paper = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     if f.name in EMBEDDED_DEFAULT and EMBEDDED_DEFAULT[f.name] != paper:
         text = f" (default {EMBEDDED_DEFAULT[f.name]!r}; paper recipe {paper!r})"

@@ -12,8 +12,9 @@
 The stored size follows the source: never larger than the source's own images unless a recipe
 file or `--image-size` asks; for a model whose input is smaller than the paper's 227, the paper's
 256/227 ratio of the model's input (so a 32-px model on large photos stores 36 px, not 256). A
-prepared directory is used at the size it was stored. The choice and its reason are printed first
-and saved as config.yaml's `recipe` field.
+prepared directory is used at the size it was stored. Where the data has no val split, 10% of
+train is held out (seeded) unless the recipe or `--val-split` says otherwise. The choice and its
+reason are printed first and saved as config.yaml's `recipe` field.
 
 Everything here is cheap (a model built on the meta device, one to five images decoded), so a
 misspelt model or option fails before any data is prepared.
@@ -34,6 +35,7 @@ from alexnet.train.config import (
 )
 
 SMALL_SIDE = 64  # a shorter side at most this: the small-image recipe
+DEFAULT_VAL_SPLIT = 0.1  # held out of train where the data has no val split (recipes may say)
 PAPER_RATIO = 256 / 227  # stored side / crop in the paper (section 2, Caffe's 227 crops)
 
 
@@ -152,6 +154,8 @@ def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
             stored = min(int(want), side)
         base["image_size"] = stored
         size_asked = True
+    if "val_split" not in base:  # judge the schedule and best.pt on held-out images
+        base = {**base, "val_split": DEFAULT_VAL_SPLIT}
     config = make_config(base, overrides)
     model_options = dict(config.model_options)
     model_options.pop("num_classes", None)
