@@ -30,7 +30,7 @@ def test_version() -> None:
 def test_unknown_verb_fails_with_usage() -> None:
     result = run_cli("trian")
     assert result.returncode == 2
-    assert "invalid choice: 'trian'" in result.stderr
+    assert "unknown verb 'trian' (did you mean 'train'?)" in result.stderr
 
 
 def test_list_models_text() -> None:

@@ -2,6 +2,7 @@
 errors). Tiny synthetic data, a few steps each."""
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -218,3 +219,77 @@ def test_a_smoke_experiment_describes_its_real_data(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("alexnet experiment page: error:") and "smoke" in err
     assert len(err.splitlines()) == 1
+
+
+# -- errors are one clear line -----------------------------------------------------------------
+
+
+def _one_line_error(err: str, prefix: str) -> str:
+    err = err.strip()
+    assert "Traceback" not in err and err.splitlines()[-1].startswith(prefix), err
+    return err
+
+
+def test_a_misspelt_verb_gets_the_closest(capsys):
+    assert main(["trian"]) == 2
+    err = _one_line_error(capsys.readouterr().err, "alexnet: error: unknown verb 'trian'")
+    assert "(did you mean 'train'?)" in err and len(err.splitlines()) == 1
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    read, write = os.pipe()
+    os.close(read)  # the reader (`head`) has gone before anything is written
+    proc = subprocess.run(
+        [sys.executable, "-m", "alexnet", "list-models", "--json"], stdout=write,
+        stderr=subprocess.PIPE, text=True, env={"PYTHONPATH": SRC, "ALEXNET_NO_TCMALLOC": "1"},
+    )  # fmt: skip
+    os.close(write)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_numeric_options_are_usage_errors_with_the_verbs_prefix(capsys):
+    for argv, prefix in (
+        (["predict", "w", "x.png", "--top", "0"], "alexnet predict: error: argument --top"),
+        (["bench", "--batch", "0"], "alexnet bench: error: argument --batch"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        assert "must be >= 1, got 0" in _one_line_error(capsys.readouterr().err, prefix)
+
+
+def test_prepare_of_an_unknown_name_lists_the_known_ones(tmp_path, capsys):
+    assert main(["prepare", "nope", str(tmp_path / "out")]) == 2
+    err = _one_line_error(capsys.readouterr().err, "alexnet prepare: error:")
+    assert "fashion-mnist, cifar10, synthetic:" in err
+
+
+def test_swapped_predict_arguments_say_so(folder_run, tmp_path, capsys):
+    _, out, _ = folder_run
+    _png(tmp_path / "a.png", 16, 99)
+    assert main(["predict", str(tmp_path / "a.png"), str(out)]) == 2
+    err = _one_line_error(capsys.readouterr().err, "alexnet predict: error:")
+    assert "is an image, not weights" in err
+
+
+def test_anomaly_class_by_name(folder_run, capsys):
+    _, out, _ = folder_run
+    assert main(["anomaly", "eval", str(out), "--anomaly-class", "tench", "--k", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["anomaly_name"] == "tench"
+    assert main(["anomaly", "eval", str(out), "--anomaly-class", "automobile"]) == 2
+    err = _one_line_error(capsys.readouterr().err, "alexnet anomaly: error:")
+    assert "tabby, tench" in err
+
+
+def test_export_without_out_writes_beside_the_run(folder_run, tmp_path, capsys):
+    from alexnet.commands.export import default_out
+
+    _, out, _ = folder_run
+    assert default_out(str(out), "onnx") == str(out / "model.onnx")
+    assert default_out(str(out), "safetensors") == str(out / "model-export.safetensors")
+    assert default_out(str(out / "model.safetensors"), "safetensors").endswith(
+        "-export.safetensors"
+    )
+    pytest.importorskip("onnx")
+    assert main(["export", str(out), "--format", "onnx"]) == 0
+    assert (out / "model.onnx").is_file() and str(out / "model.onnx") in capsys.readouterr().out

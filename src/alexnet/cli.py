@@ -8,7 +8,9 @@ top-level help answers without importing torch. A verb module exposes
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -62,12 +64,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from alexnet.allocator import prepare_process
 
         prepare_process()  # OpenMP wait policy; re-exec under tcmalloc (see alexnet.allocator)
+    if verb is not None and verb not in COMMANDS:
+        close = difflib.get_close_matches(verb, list(COMMANDS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        print(f"alexnet: error: unknown verb '{verb}'{hint}; verbs: {', '.join(COMMANDS)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     parser = build_parser(verb if verb in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 0
-    return int(_load(args.verb).run(args) or 0)
+    try:
+        code = int(_load(args.verb).run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:  # `alexnet list-models --json | head`: the reader had enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's own flush does not fail again
+        return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     score.add_argument("--json", action="store_true", help="print one JSON document")
     ev = sub.add_parser("eval", help="AUROC with one class held out as the anomaly")
     ev.add_argument("weights", help="RUN_DIR, checkpoint .pt or weights .safetensors")
-    ev.add_argument("--anomaly-class", type=int, required=True, help="class index held out")
+    ev.add_argument("--anomaly-class", required=True, help="class held out: its index or its name")
     ev.add_argument("--data", help="prepared dir or source (default: the run's own data)")
     ev.add_argument("--k", type=int, default=5)
     ev.add_argument("--max-train", type=int, default=5000, help="bank size (a seeded sample)")
@@ -125,22 +125,33 @@ def _eval(args: argparse.Namespace) -> int:
         )
         return 2
     train, test = open_store(splits["train"]), open_store(splits[test_split])
-    if not 0 <= args.anomaly_class < len(train.classes):
-        print(
-            f"error: --anomaly-class {args.anomaly_class} not in 0..{len(train.classes) - 1}",
-            file=sys.stderr,
-        )
-        return 2
+    held_out = class_index(str(args.anomaly_class), train.classes, train.class_names)
     result = evaluate_held_out_class(
         model,
         pre,
         train,
         test,
-        args.anomaly_class,
+        held_out,
         k=args.k,
         max_train=args.max_train,
         max_test=args.max_test,
     )
-    result["anomaly_name"] = train.class_names[args.anomaly_class]
+    result["anomaly_name"] = train.class_names[held_out]
     print(json.dumps(result, indent=2))
     return 0
+
+
+def class_index(value: str, classes: list[str], names: list[str]) -> int:
+    """A class given by index (`1`) or by name or folder/synset id (`automobile`, any case)."""
+    if value.strip().lstrip("-").isdigit():
+        index = int(value)
+        if not 0 <= index < len(classes):
+            raise ValueError(f"--anomaly-class {index} not in 0..{len(classes) - 1}")
+        return index
+    wanted = value.strip().lower()
+    for i, (cls, name) in enumerate(zip(classes, names, strict=True)):
+        if wanted in (str(cls).lower(), str(name).lower()):
+            return i
+    raise ValueError(
+        f"--anomaly-class {value!r} names no class of the data; its classes: {', '.join(names)}"
+    )

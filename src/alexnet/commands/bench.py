@@ -11,8 +11,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes (batch 4, 2 repeats): a smoke run"
     )
-    parser.add_argument("--batch", type=int, help="training batch size (default 128)")
-    parser.add_argument("--repeats", type=int, help="timed repeats per row (default 5)")
+    from alexnet.commands.predict import positive_int
+
+    parser.add_argument("--batch", type=positive_int, help="training batch size (default 128)")
+    parser.add_argument("--repeats", type=positive_int, help="timed repeats per row (default 5)")
     parser.add_argument("--threads", type=int, help="torch threads (default: one per CPU)")
     parser.add_argument(
         "--all-precisions",
@@ -35,8 +37,6 @@ def run(args: argparse.Namespace) -> int:
     for name in ("batch", "repeats"):
         value = getattr(args, name)
         if value is not None:
-            if value < 1:
-                raise SystemExit(f"alexnet bench: --{name} must be >= 1, got {value}")
             settings = dataclasses.replace(settings, **{name: value})
     if args.all_precisions:
         settings = dataclasses.replace(settings, all_precisions=True)

@@ -18,7 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("weights", help="RUN_DIR, checkpoint .pt or weights .safetensors")
     parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--out", required=True, help="output file")
+    parser.add_argument(
+        "--out",
+        help="output file (default: beside the weights, RUN_DIR/model.onnx for a run dir, "
+        "else the weights file's name with the format's extension)",
+    )
     parser.add_argument(
         "--with-preprocess",
         action="store_true",
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.models.pretrained.torchvision import export_torchvision_state_dict
 
     model, pre, _ = load_weights(args.weights)
+    args.out = args.out or default_out(args.weights, args.format)
     diff = None
     if args.format == "onnx":
         diff = export.export_onnx(model, args.out, pre, with_preprocess=args.with_preprocess)
@@ -58,3 +63,26 @@ def run(args: argparse.Namespace) -> int:
             print("error: exported model disagrees with PyTorch", file=sys.stderr)
             return 1
     return 0
+
+
+EXTENSIONS = {
+    "onnx": ".onnx",
+    "safetensors": ".safetensors",
+    "torchscript": ".torchscript.pt",
+    "torchvision": ".torchvision.pth",
+}
+
+
+def default_out(weights: str, fmt: str) -> str:
+    """Beside the weights: RUN_DIR/model<ext>, or WEIGHTS' stem with the format's extension;
+    never a file the weights come from (then `-export` is added to the name)."""
+    from pathlib import Path
+
+    path, ext = Path(weights), EXTENSIONS[fmt]
+    if not path.exists():  # a registry name: into the current directory
+        return path.name + ext
+    stem = "model" if path.is_dir() else path.name.split(".")[0]
+    out = (path if path.is_dir() else path.parent) / f"{stem}{ext}"
+    if out == path or (path.is_dir() and out.name == "model.safetensors"):
+        out = out.with_name(f"{stem}-export{ext}")
+    return str(out)

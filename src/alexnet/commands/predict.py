@@ -34,6 +34,30 @@ def user_errors(verb: str) -> Callable[[Run], Run]:
     return wrap
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a bad value is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def check_weights_argument(weights: str) -> None:
+    """The weights come first: an image file there means the arguments are swapped."""
+    from pathlib import Path
+
+    from alexnet.data.images import is_image_file
+
+    if Path(weights).is_file() and is_image_file(Path(weights)):
+        raise ValueError(
+            f"{weights} is an image, not weights: the weights come first "
+            "(WEIGHTS IMAGE_OR_DIR..., WEIGHTS a run dir, .pt, .safetensors or a registry name)"
+        )
+
+
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by predict and embed."""
     parser.add_argument(
@@ -47,7 +71,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         metavar="IMAGE_OR_DIR",
         help="image files and/or directories (searched recursively)",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="images per forward pass"
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
 
@@ -58,7 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "also an entry {file, error})."
     )
     add_common(parser)
-    parser.add_argument("--top", type=int, default=5, help="how many classes to list per image")
+    parser.add_argument(
+        "--top", type=positive_int, default=5, help="how many classes to list per image"
+    )
     parser.add_argument(
         "--ten-crop",
         action="store_true",
@@ -72,10 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.infer.predict import expand_inputs, predict_files
     from alexnet.infer.weights import load_weights
 
-    if args.top < 1 or args.batch_size < 1:
-        raise SystemExit(
-            f"error: --top and --batch-size must be >= 1 (got {args.top}, {args.batch_size})"
-        )
+    check_weights_argument(args.weights)
     model, pre, meta = load_weights(args.weights, device=args.device)
     paths = expand_inputs(args.inputs)
     items = []

@@ -431,7 +431,10 @@ def resolve(spec: str | os.PathLike) -> Source:
         return synthetic_source(text)
     path = Path(text)
     if not path.exists():
-        raise SourceError(f"{path}: no such file or directory, and not a known source name")
+        raise SourceError(
+            f"{path}: no such file or directory, and not a known source name (known: "
+            "fashion-mnist, cifar10, synthetic:N[:SIZE[:CLASSES]])"
+        )
     if path.is_file():
         if zipfile.is_zipfile(path):
             return zip_source(path)
