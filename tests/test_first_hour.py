@@ -293,3 +293,13 @@ def test_export_without_out_writes_beside_the_run(folder_run, tmp_path, capsys):
     pytest.importorskip("onnx")
     assert main(["export", str(out), "--format", "onnx"]) == 0
     assert (out / "model.onnx").is_file() and str(out / "model.onnx") in capsys.readouterr().out
+
+
+def test_the_report_shows_the_test_numbers_and_their_weights(folder_run, tmp_path):
+    from alexnet.viz.report import build_report
+
+    _, out, _ = folder_run
+    page = build_report(out, out=tmp_path / "r.html").read_text()
+    final = json.loads((out / "test_metrics.json").read_text())
+    assert "<h2>Test</h2>" in page and f"<b>{final['top1_acc']:.2%}</b>" in page
+    assert "weights: best.pt (epoch" in page

@@ -14,8 +14,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("release")
 def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
     from alexnet.infer.release import release
 
     path = release(args.checkpoint, args.out)
     print(path)
+    source = Path(args.checkpoint)
+    if source.is_dir():  # which weights, in the words train and evaluate use
+        from alexnet.infer.weights import find_checkpoint
+
+        print(f"weights: {find_checkpoint(source).name} of {source}", file=sys.stderr)
     return 0

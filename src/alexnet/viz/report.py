@@ -98,6 +98,22 @@ def _timings(epochs: list[dict[str, Any]]) -> str:
     return f"<p>{text}.</p>"
 
 
+def test_section(run_dir: Path) -> str:
+    """The final test numbers `alexnet train` wrote (test_metrics.json), with their weights."""
+    path = run_dir / "test_metrics.json"
+    if not path.is_file():
+        return "<p>No test numbers (test_metrics.json): the run has not finished.</p>"
+    t = json.loads(path.read_text())
+    crops = "ten crops" if t.get("ten_crop") else "centre crop"
+    weights = f"; weights: {html.escape(str(t['weights']))}" if t.get("weights") else ""
+    pct = {k: _cell(t.get(k), "{:.2%}") for k in ("top1_acc", "top1_err", "top5_acc", "top5_err")}
+    return (
+        f"<p>{html.escape(str(t.get('split', 'test')))} split, {t.get('count', '?')} images, "
+        f"{crops}: top-1 accuracy <b>{pct['top1_acc']}</b> (error {pct['top1_err']}), top-5 "
+        f"accuracy {pct['top5_acc']} (error {pct['top5_err']}){weights}.</p>"
+    )
+
+
 def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """Write RUN_DIR/report.html (or `out`) from the run's files and its figures/ manifest."""
     run_dir = Path(run_dir)
@@ -127,6 +143,7 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
                 f"<h2><a href='{html.escape(link)}'>{name}</a></h2>"
                 f"<pre>{html.escape((run_dir / name).read_text())}</pre>"
             )
+    parts += ["<h2>Test</h2>", test_section(run_dir)]
     parts += ["<h2>Metrics</h2>", metrics_table(epochs), "<h2>Timings</h2>", _timings(epochs)]
     parts.append("<h2>Figures</h2>")
     for key, caption in FIGURES:
