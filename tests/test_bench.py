@@ -133,10 +133,16 @@ def test_bench_command_quick_json(tmp_path):
     best = results["machine"]["best_precision"]
     labels = [r[0].format(p=best) for r in run.TRAIN_ROWS]
     assert [row["label"] for row in results["train"]] == labels
-    assert all(row["img_s"] > 0 and row["gflops"] > 0 for row in results["train"])
+    fast = "bf16" in results["matmul_gflops"]  # bf16 is timed only with fast bf16
+    assert all(
+        row["img_s"] > 0 and row["gflops"] > 0
+        for row in results["train"]
+        if fast or row["precision"] == "fp32"
+    )
     assert results["machine"]["lrn_backend"] == "cpp"
     assert 0 < results["lrn_share"] < 1
-    assert len(results["targets"]) == 6 and len(results["lrn"]) == 4
+    assert len(results["targets"]) == 6 and len(results["lrn"]) == (4 if fast else 2)
     text = format_results(results)
     for row in results["train"]:
-        assert row["label"] in text
+        assert row["label"] in text or "skipped" in row
+    assert "batch 2, 1 repeat per row (median), input 99 px" in text and "issue" not in text

@@ -303,3 +303,64 @@ def test_the_report_shows_the_test_numbers_and_their_weights(folder_run, tmp_pat
     final = json.loads((out / "test_metrics.json").read_text())
     assert "<h2>Test</h2>" in page and f"<b>{final['top1_acc']:.2%}</b>" in page
     assert "weights: best.pt (epoch" in page
+
+
+# -- alexnet bench tells the truth ----------------------------------------------------------
+
+
+def test_bench_photos_need_no_scikit_image(monkeypatch):
+    from alexnet.data import photos
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # `import skimage` raises ImportError
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    photos._photos.cache_clear()
+    try:
+        assert photos.photo_source() == "procedural"
+        jpegs = photos.photo_jpegs(3, seed=1)
+        assert jpegs == photos.photo_jpegs(3, seed=1) and len(set(jpegs)) == 3
+        assert all(20_000 < len(j) < 200_000 for j in jpegs)  # photo-like JPEG sizes at 500x375
+    finally:
+        photos._photos.cache_clear()
+
+
+def test_bench_tables_say_the_sizes_and_not_noise():
+    from alexnet.bench.run import QUICK
+    from alexnet.bench.text import format_results
+
+    lrn = {"layer": "conv1", "precision": "fp32", "shape": [2, 96, 55, 55], "fused_ms": 0.1,
+           "nn_ms": 1.0, "floor_ms": 0.2, "x_floor": 0.46, "speedup_vs_nn": 10.0,
+           "below_resolution": True}  # fmt: skip
+    results = {
+        "machine": {
+            "cpu": "x",
+            "cpu_flags": [],
+            "threads": 2,
+            "allocator": "-",
+            "cuda": None,
+            "lrn_backend": "cpp",
+            "best_precision": "fp32",
+            "torch": "2",
+            "load_avg": [0.0],
+            "photos": "procedural",
+        },
+        "settings": {"batch": QUICK.batch, "repeats": QUICK.repeats, "input_size": 99},
+        "matmul_gflops": {"fp32": 10.0},
+        "lrn": [lrn],
+        "train": [{"label": "alexnet bf16", "precision": "bf16", "skipped": "no fast bf16 here"}],
+        "lrn_share": 0.1,
+        "infer": [],
+        "loader_img_s_per_core": {},
+        "targets": [],
+    }
+    text = format_results(results)
+    assert "batch 2, 1 repeat per row (median), input 99 px" in text
+    assert "below resolution" in text and "0.46" not in text
+    assert "issue" not in text and "bf16 not timed" in text and "1 bf16 rows not run" in text
+    help_text = subprocess.run(
+        [sys.executable, "-m", "alexnet", "bench", "--help"], capture_output=True, text=True,
+        env={"PYTHONPATH": SRC, "COLUMNS": "200"}, check=True,
+    ).stdout  # fmt: skip
+    assert (
+        f"batch {QUICK.batch}, {QUICK.repeats} repeat, a {QUICK.input_size}-px input" in help_text
+    )
+    assert not QUICK.all_precisions

@@ -1,4 +1,4 @@
-"""`alexnet bench`: every measurement in one run, side by side, with ratios and the issue's targets.
+"""`alexnet bench`: every measurement in one run, side by side, with ratios and speed targets.
 
 Rows share one process, one thread setting and one allocator, so their ratios hold even on a
 busy machine where absolute numbers drift; the machine's load is recorded with them.
@@ -18,6 +18,7 @@ import torch
 from alexnet import runtime
 from alexnet.allocator import loaded_allocator
 from alexnet.bench import kernels, workloads
+from alexnet.data.photos import photo_source
 from alexnet.models.lrn import lrn_backend
 
 
@@ -36,7 +37,7 @@ class Settings:
     all_precisions: bool = False
 
 
-# A smoke run: tiny batches and a 99-pixel input (pool5 is 2x2), every row still measured.
+# A smoke run: batch 2, 1 repeat, a 99-pixel input (pool5 is 2x2); the tables say so.
 QUICK = Settings(
     batch=2,
     repeats=1,
@@ -45,7 +46,6 @@ QUICK = Settings(
     store_images=8,
     loader_seconds=0.2,
     input_size=99,
-    all_precisions=True,
 )
 
 # (label, model, precision, data, LRN, memory format); the first row is the baseline.
@@ -91,6 +91,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "load_avg": list(os.getloadavg()),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "photos": photo_source(),  # the JPEG rows' images: real photographs or procedural
     }
 
 
@@ -181,7 +182,7 @@ def ratios(results: dict, precision: str) -> None:
 
 
 def targets(results: dict, precision: str) -> list[dict]:
-    """The issue's targets (set for bf16 on an AMX machine), each with the value measured in
+    """The speed targets (set for bf16 on an AMX machine), each with the value measured in
     `precision` (the machine's best) in this one run."""
     p = precision
     rows = {row["label"]: row for row in results["train"]}
@@ -207,10 +208,12 @@ def run_bench(s: Settings, *, profile: bool = False) -> dict:
     """Every CPU measurement (and the GPU section where CUDA is present), in one process."""
     cpu = torch.device("cpu")
     results: dict = {"machine": machine(), "settings": dataclasses.asdict(s)}
+    fast_bf16 = s.all_precisions or runtime.has_fast_bf16(cpu)
+    precisions = tuple(kernels.DTYPES) if fast_bf16 else ("fp32",)  # bf16 emulated: not timed
     results["matmul_gflops"] = {
-        p: kernels.matmul_gflops(cpu, p, s.matmul_n, s.repeats) for p in kernels.DTYPES
+        p: kernels.matmul_gflops(cpu, p, s.matmul_n, s.repeats) for p in precisions
     }
-    results["lrn"] = kernels.lrn_table(s.batch, s.repeats)
+    results["lrn"] = kernels.lrn_table(s.batch, s.repeats, precisions)
     with tempfile.TemporaryDirectory(prefix="alexnet-bench-") as tmp:
         feeds = Feeds(Path(tmp), s.store_images)
         results["train"] = train_rows(s, cpu, TRAIN_ROWS, feeds)
@@ -222,8 +225,6 @@ def run_bench(s: Settings, *, profile: bool = False) -> dict:
     results["lrn_share"], table = workloads.lrn_share(model, batches, cpu, best)
     if profile:
         results["profile"] = table
-    fast_bf16 = s.all_precisions or runtime.has_fast_bf16(cpu)
-    precisions = list(kernels.DTYPES) if fast_bf16 else ["fp32"]
     results["infer"] = [
         workloads.infer_rate("alexnet", cpu, p, b, s.repeats, s.input_size) | {"precision": p}
         for b in s.infer_batches

@@ -14,27 +14,40 @@ def format_results(r: dict) -> str:
         f"machine: {m['cpu']} | flags {','.join(m['cpu_flags']) or '-'} | {m['threads']} threads"
         f" | allocator {m['allocator']} | LRN {m['lrn_backend']} | best precision "
         f"{m['best_precision']} | torch {m['torch']} | load {m['load_avg'][0]:.2f} -> "
-        f"{m.get('load_avg_end', m['load_avg'])[0]:.2f}"
+        f"{m.get('load_avg_end', m['load_avg'])[0]:.2f} | photos {m.get('photos', '?')}"
     )
-    mm = r["matmul_gflops"]
-    lines.append(f"matmul ceiling: fp32 {mm['fp32']:.0f} GFLOP/s, bf16 {mm['bf16']:.0f} GFLOP/s")
+    mm, st = r["matmul_gflops"], r["settings"]
+    lines.append(
+        "matmul ceiling: "
+        + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in mm.items())
+        + ("" if "bf16" in mm else " (bf16 not timed: no fast bf16 here; --all-precisions)")
+    )
+    size = f"input {st['input_size']} px" if st.get("input_size") else "each model's own input"
+    runs = f"{st['repeats']} repeat{'s' if st['repeats'] != 1 else ''}"
+    lines.append(f"sizes: batch {st['batch']}, {runs} per row (median), {size}")
     lines.append(
         "\nLRN forward+backward (channels_last)   fused ms   nn ms  floor ms  x floor  x nn"
     )
     for row in r["lrn"]:
         shape = "x".join(map(str, row["shape"]))
+        x_floor = (
+            "below resolution"
+            if row.get("below_resolution")
+            else f"{row['x_floor']:8.2f} {row['speedup_vs_nn']:5.1f}"
+        )
         lines.append(
             f"  {row['layer']} {row['precision']} {shape:<18}      {row['fused_ms']:8.1f} "
-            f"{row['nn_ms']:7.1f} {row['floor_ms']:9.1f} {row['x_floor']:8.2f} "
-            f"{row['speedup_vs_nn']:5.1f}"
+            f"{row['nn_ms']:7.1f} {row['floor_ms']:9.1f} {x_floor}"
         )
     lines.append(
-        f"\ntraining, batch {r['settings']['batch']}, median of "
-        f"{r['settings']['repeats']}            img/s  GFLOP/s  x base  of ceiling"
+        f"\ntraining, batch {st['batch']}, median of {st['repeats']}, {size:<22} img/s  "
+        "GFLOP/s  x base  of ceiling"
     )
+    skipped = [row for row in r["train"] if "skipped" in row]
+    if skipped:
+        lines.append(f"  ({len(skipped)} bf16 rows not run: {skipped[0]['skipped']})")
     for row in r["train"]:
         if "skipped" in row:
-            lines.append(f"  {row['label']:<40} skipped: {row['skipped']}")
             continue
         lines.append(
             f"  {row['label']:<40} {row['img_s']:7.1f} {row['gflops']:8.1f} "
@@ -44,7 +57,7 @@ def format_results(r: dict) -> str:
         f"  LRN share of the alexnet step (profiled): {100 * r['lrn_share']:.1f}%"
         f"; fused vs nn.LocalResponseNorm net: x{_fmt(r.get('lrn_gain'), '.2f')}"
     )
-    lines.append("\ninference (alexnet)          batch  latency ms   img/s")
+    lines.append(f"\ninference (alexnet, {size})   batch  latency ms   img/s")
     for row in r["infer"]:
         lines.append(
             f"  {row['precision']:<26} {row['batch']:5d} {row['latency_ms']:11.1f} "
@@ -67,7 +80,7 @@ def format_results(r: dict) -> str:
                 f"  inference {row['precision']} batch {row['batch']}: "
                 f"{row['latency_ms']:.2f} ms, {row['img_s']:.0f} img/s"
             )
-    lines.append("\ntargets (issue 5)")
+    lines.append("\nspeed targets (set for bf16 on a CPU with AMX)")
     for t in r["targets"]:
         mark = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
         lines.append(f"  {t['target']:<52} {_fmt(t['value'], '.3g'):>8} {t['goal']:<8} {mark}")

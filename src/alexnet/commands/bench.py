@@ -9,7 +9,9 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes (batch 4, 2 repeats): a smoke run"
+        "--quick",
+        action="store_true",
+        help="tiny sizes (batch 2, 1 repeat, a 99-px input): a smoke run, not a measurement",
     )
     from alexnet.commands.predict import positive_int
 

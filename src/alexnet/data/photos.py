@@ -3,7 +3,10 @@
 Each image is a random crop (40-100% of the photo's shorter side, 4:3 or 3:4) of one of the
 colour photos shipped in `skimage.data`, resized to about 500x375 (ImageNet's typical size),
 randomly reflected and saved at JPEG quality 90 with 4:2:0 chroma (like most camera files), so
-decoding costs what it costs on ImageNet. Deterministic for a seed. scikit-image is a dev extra.
+decoding costs what it costs on ImageNet. Deterministic for a seed. scikit-image is a dev extra:
+without it (the runtime install, so `alexnet bench` still runs) the photos are procedural ones
+(smooth colour fields, texture at two scales and pixel noise, `procedural_photo`), which JPEG
+codes at a photo-like size; `photo_source()` says which.
 """
 
 from __future__ import annotations
@@ -27,14 +30,39 @@ PHOTO_NAMES = (
 )
 
 
+def procedural_photo(index: int, width: int = 768, height: int = 512) -> np.ndarray:
+    """A deterministic photo-like (height, width, 3) uint8 image: no scikit-image needed."""
+    rng = np.random.Generator(np.random.PCG64([0x9407, index]))
+
+    def field(cells: tuple[int, int], scale: float) -> np.ndarray:
+        small = rng.normal(0.0, 1.0, (*cells, 3)).astype(np.float32)
+        channels = [
+            np.asarray(Image.fromarray(small[:, :, c], mode="F").resize((width, height), 3))
+            for c in range(3)
+        ]  # bicubic: smooth, like a scene's large shapes
+        return scale * np.stack(channels, axis=2)
+
+    base = rng.integers(40, 216, size=3).astype(np.float32)
+    img = base + field((4, 6), 60.0) + field((24, 36), 25.0) + field((96, 144), 10.0)
+    img += rng.normal(0.0, 6.0, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def photo_source() -> str:
+    """'scikit-image' (real photographs) or 'procedural' (no scikit-image installed)."""
+    try:
+        import skimage.data  # noqa: F401
+    except ImportError:
+        return "procedural"
+    return "scikit-image"
+
+
 @functools.cache
 def _photos() -> tuple[np.ndarray, ...]:
     try:
         import skimage.data
-    except ImportError as exc:
-        raise ImportError(
-            "alexnet.data.photos needs scikit-image (a dev extra: pip install 'alexnet[dev]')"
-        ) from exc
+    except ImportError:
+        return tuple(procedural_photo(i) for i in range(len(PHOTO_NAMES)))
     photos = []
     for name in PHOTO_NAMES:
         img = getattr(skimage.data, name)()
