@@ -364,3 +364,18 @@ def test_bench_tables_say_the_sizes_and_not_noise():
         f"batch {QUICK.batch}, {QUICK.repeats} repeat, a {QUICK.input_size}-px input" in help_text
     )
     assert not QUICK.all_precisions
+
+
+def test_resume_is_not_quiet_and_replaces_the_partial_record(tmp_path, cache, capsys):
+    out = tmp_path / "run"
+    common = ["--max-steps", "1", "--batch-size", "8", "--precision", "fp32"]
+    argv = ["train", "--data", "synthetic:40:16:2", "--out", str(out), "--model", "cifar_fig1",
+            "--model-option", "input_size=16", "--quiet", *common]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--max-steps", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming at step 1 (epoch 1); recipe small-images" in captured.out
+    assert "epoch 1/1" in captured.err  # the bar is back: --quiet was not saved
+    partial = [r for r in read_metrics(out) if r["kind"] == "partial_epoch"]
+    assert [r["step"] for r in partial] == [2]

@@ -225,10 +225,18 @@ def _train(
         trainer.load_state(ckpt, lr_override)
     if ctx.is_main:
         write_run_files(run_dir, config, command)
+        if ckpt is not None:  # a fresh run's recipe line came first, from `alexnet train`
+            from alexnet.train.recipes import describe
+
+            step = trainer.progress.step
+            print(
+                f"resuming at step {step} (epoch {trainer.progress.epoch + 1}); {describe(config)}"
+            )
         print(f"run dir {run_dir}; {config.model} on {config.data}, {precision}, {device}")
         if transfer is not None:
             print(describe_init(config, transfer, stats is not None))
     trainer.fit(resume_step=None if ckpt is None else trainer.progress.step)
+    barrier(ctx)  # rank 0's best.pt is complete before any rank reads it
     weights = use_final_weights(trainer, data)
     result = final_test(trainer, data, config, precision)
     if result:
