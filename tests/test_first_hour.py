@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from alexnet.cli import main
+from alexnet.data.prepare import prepare
 from alexnet.train.metrics_log import read_metrics
 from alexnet.train.recipes import resolve_recipe
 
@@ -379,3 +380,15 @@ def test_resume_is_not_quiet_and_replaces_the_partial_record(tmp_path, cache, ca
     assert "epoch 1/1" in captured.err  # the bar is back: --quiet was not saved
     partial = [r for r in read_metrics(out) if r["kind"] == "partial_epoch"]
     assert [r["step"] for r in partial] == [2]
+
+
+def test_another_model_keeps_its_own_options_and_a_prepared_size_is_fixed(tmp_path):
+    config = resolve_recipe(None, {"model": "cifar_fig1"})
+    assert (
+        config.model_options == {} and "cifar_fig1's own model options" in config.recipe["reason"]
+    )
+    fm = resolve_recipe(None, {"data": "fashion-mnist"})
+    assert fm.recipe["name"] == "fashion-mnist" and fm.image_size == 67 and fm.val_split == 0.0
+    prepare("synthetic:10:16:2", tmp_path / "p", size=16, workers=1, quiet=True)
+    with pytest.raises(ValueError, match="prepared at 16 px; --image-size 32 cannot"):
+        resolve_recipe(None, {"data": str(tmp_path / "p"), "image_size": 32})

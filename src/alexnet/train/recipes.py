@@ -97,6 +97,43 @@ def _small_recipe(side: int) -> dict[str, Any]:
     return base
 
 
+def _recipe_for_data(
+    data: str, model: str | None, overrides: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(recipe layer, {name, reason}) for `--data` without `--config`, its stored size decided."""
+    side, prepared, what = data_side(data)
+    if side <= SMALL_SIDE:
+        base = _small_recipe(side)
+        reason = f"{what} (<= {SMALL_SIDE}): configs/fashion-mnist.yaml's recipe for small images"
+        info = {"name": "small-images", "reason": reason}
+    else:
+        base = {}
+        reason = f"{what} (> {SMALL_SIDE}): the paper's ImageNet recipe (section 5)"
+        info = {"name": "paper", "reason": reason}
+    if model is not None and model != base.get("model", model):
+        base.pop("model_options", None)  # the recipe's options are the paper net's
+        info["reason"] += f"; {model}'s own model options"
+    options = {**base.get("model_options", {}), **overrides.get("model_options", {})}
+    crop = model_input(model or base.get("model", TrainConfig.model), options)
+    asked = overrides.get("image_size")
+    if prepared:
+        if asked is not None and asked != side:
+            raise ValueError(
+                f"--data {data} is prepared at {side} px; --image-size {asked} cannot change "
+                "that (prepare the source again at that size)"
+            )
+        stored = side
+    elif asked is not None:
+        stored = int(asked)
+    else:  # never upsample on prepare; the paper's 256/227 margin for random crops
+        want = base.get("image_size") or (
+            TrainConfig.image_size if crop >= 227 else round(crop * PAPER_RATIO)
+        )
+        stored = min(int(want), side)
+    base["image_size"] = stored
+    return base, info
+
+
 def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """The config `alexnet train` runs (see the module docstring); raises ValueError /
     FileNotFoundError naming the problem before any expensive work."""
@@ -109,51 +146,22 @@ def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
         close = difflib.get_close_matches(model, list_models(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown model {model!r}{hint}; registered: {', '.join(list_models())}")
-    size_asked = "image_size" in overrides
+    data = overrides.get("data")
+    embedded_model = model in (None, EMBEDDED_DEFAULT["model"])
     if recipe:
         base = load_recipe(recipe)
-        size_asked = size_asked or "image_size" in base
         info = {"name": recipe, "reason": f"--config {recipe}"}
-    elif "data" not in overrides:
+    elif data is None:
         base = dict(EMBEDDED_DEFAULT)
-        size_asked = True
         info = {"name": "fashion-mnist", "reason": "no --data: the embedded default recipe"}
-    elif overrides["data"] == EMBEDDED_DEFAULT["data"]:
+        if not embedded_model:
+            base.pop("model_options")  # the paper net's options
+            info["reason"] += f"; {model}'s own model options"
+    elif data == EMBEDDED_DEFAULT["data"] and embedded_model:
         base = dict(EMBEDDED_DEFAULT)
-        size_asked = True
         info = {"name": "fashion-mnist", "reason": "the embedded default's own data and recipe"}
     else:
-        side, prepared, what = data_side(overrides["data"])
-        if side <= SMALL_SIDE:
-            base = _small_recipe(side)
-            info = {
-                "name": "small-images",
-                "reason": f"{what} (<= {SMALL_SIDE}): configs/fashion-mnist.yaml's recipe for "
-                "small images",
-            }
-        else:
-            base = {}
-            info = {
-                "name": "paper",
-                "reason": f"{what} (> {SMALL_SIDE}): the paper's ImageNet recipe (section 5)",
-            }
-        if model is not None and model != base.get("model", model):
-            base.pop("model_options", None)  # the recipe's options are the paper net's
-            info["reason"] += f"; {model}'s own model options"
-        model_ = overrides.get("model", base.get("model", TrainConfig.model))
-        options = {**base.get("model_options", {}), **overrides.get("model_options", {})}
-        crop = model_input(model_, options)
-        if prepared:
-            stored = side
-        elif size_asked:
-            stored = int(overrides["image_size"])
-        else:  # never upsample on prepare; the paper's 256/227 margin for random crops
-            want = base.get("image_size") or (
-                TrainConfig.image_size if crop >= 227 else round(crop * PAPER_RATIO)
-            )
-            stored = min(int(want), side)
-        base["image_size"] = stored
-        size_asked = True
+        base, info = _recipe_for_data(data, model, overrides)
     if "val_split" not in base:  # judge the schedule and best.pt on held-out images
         base = {**base, "val_split": DEFAULT_VAL_SPLIT}
     config = make_config(base, overrides)
