@@ -78,7 +78,8 @@ def test_cifar10_via_train_is_stored_at_32_px(tmp_path, cache, monkeypatch, caps
     argv = ["train", "--data", "cifar10", "--out", str(out), "--max-steps", "1",
             "--batch-size", "4", "--precision", "fp32", "--quiet"]  # fmt: skip
     assert main(argv) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert text.startswith("recipe small-images: its images are 32 px")
     stores = [p for p in cache.rglob("meta.json")]
     assert stores and all(json.loads(p.read_text())["image_size"] == 32 for p in stores)
@@ -88,6 +89,7 @@ def test_cifar10_via_train_is_stored_at_32_px(tmp_path, cache, monkeypatch, caps
     assert "held out 10% of train, 2 images" in text  # CIFAR-10 has no val split
     assert "quiet" not in config  # a resume is not silenced by an earlier --quiet
     assert "epoch 1 stopped after 1 of" in text  # --quiet keeps the epoch lines
+    assert "batch/s" not in captured.err  # and hides the bar
     partial = [r for r in read_metrics(out) if r["kind"] == "partial_epoch"]
     assert partial and partial[0]["batches"] == 1 and partial[0]["epoch"] == 1
     from alexnet.infer.weights import load_weights
@@ -171,6 +173,8 @@ def test_train_and_evaluate_report_the_same_weights_and_score(folder_run, capsys
     epoch = final.split("best.pt (epoch ")[1].split(",")[0]
     assert f"weights: best.pt (epoch {epoch})" in line
     assert json.loads((out / "test_metrics.json").read_text())["weights"].startswith("best.pt")
+    assert main(["evaluate", str(out)]) == 0  # no test split: val, as train's final numbers
+    assert capsys.readouterr().out.startswith("val (8 images")
 
 
 def test_evaluate_matches_classes_by_name_and_refuses_others(folder_run, tmp_path, capsys):

@@ -16,7 +16,7 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("weights", help="a run dir, a checkpoint .pt or a weights .safetensors")
     parser.add_argument("--data", help="prepared dir or source (default: the run's own data)")
-    parser.add_argument("--split", default="test", help="which split (default test)")
+    parser.add_argument("--split", help="which split (default: test, else val)")
     parser.add_argument("--ten-crop", action="store_true", help="section 4.1's ten-crop test")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0)
@@ -112,6 +112,8 @@ def evaluate_weights(args: argparse.Namespace) -> dict | None:
         model, pre, meta = load_weights(args.weights, device=device)
         spec = args.data or _run_data(args.weights)
         splits = data_splits(spec, pre.image_size, ctx, quiet=True)
+        if args.split is None:
+            args.split = "test" if "test" in splits or "val" not in splits else "val"
         if args.split not in splits:
             raise ValueError(f"--data {spec}: no split {args.split!r} (has {sorted(splits)})")
         store = open_store(splits[args.split])

@@ -179,7 +179,7 @@ def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
     else:
         input_note = f"stored at {config.image_size} px, {crop}-px crops for the model"
     info["input"] = input_note
-    return make_config(config_to_dict(config), {"recipe": info})
+    return make_config(config_to_dict(config), {"recipe": info, "quiet": config.quiet})
 
 
 def describe(config: TrainConfig) -> str:
