@@ -105,6 +105,9 @@ def test_bad_arguments_fail_before_preparing(cache, capsys):
     assert "unknown model 'alexnett' (did you mean 'alexnet'?)" in capsys.readouterr().err
     assert main(["train", "--model-option", "dropout=2", "--data", "synthetic:20:16:3"]) == 2
     assert "dropout" in capsys.readouterr().err
+    assert main(["train", "--normalize", "mean", "--data", "synthetic:20:16:3"]) == 2
+    assert "normalize 'mean'" in capsys.readouterr().err
+    assert main(["train", "--schedule", "linear", "--data", "synthetic:20:16:3"]) == 2
     assert not cache.exists()
 
 

@@ -165,6 +165,8 @@ def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
     if "val_split" not in base:  # judge the schedule and best.pt on held-out images
         base = {**base, "val_split": DEFAULT_VAL_SPLIT}
     config = make_config(base, overrides)
+    if config.normalize not in ("mean_image", "channel"):  # else found only after preparing
+        raise ValueError(f"normalize {config.normalize!r} is not one of mean_image, channel")
     model_options = dict(config.model_options)
     model_options.pop("num_classes", None)
     check_model(config.model, model_options)
