@@ -399,3 +399,18 @@ def test_another_model_keeps_its_own_options_and_a_prepared_size_is_fixed(tmp_pa
     prepare("synthetic:10:16:2", tmp_path / "p", size=16, workers=1, quiet=True)
     with pytest.raises(ValueError, match="prepared at 16 px; --image-size 32 cannot"):
         resolve_recipe(None, {"data": str(tmp_path / "p"), "image_size": 32})
+
+
+@pytest.mark.slow  # the whole quick bench: about a minute on two cores
+def test_bench_quick_runs_without_scikit_image(tmp_path):
+    blocked = tmp_path / "blocked" / "skimage"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('scikit-image is not installed')\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'blocked'}:{SRC}", "XDG_CACHE_HOME": str(tmp_path),
+           "ALEXNET_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "alexnet", "bench", "--quick"], capture_output=True, text=True,
+        env=env, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "photos procedural" in out.stdout and "Traceback" not in out.stderr
