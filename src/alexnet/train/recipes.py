@@ -180,6 +180,8 @@ def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
         input_note = f"stored at {config.image_size} px, fed whole to the model"
     else:
         input_note = f"stored at {config.image_size} px, {crop}-px crops for the model"
+    if config.init_from:  # alexnet.train.run.fine_tune_config: the source decides these
+        input_note = f"the net, its input and the stored size follow --init-from {config.init_from}"
     info["input"] = input_note
     return make_config(config_to_dict(config), {"recipe": info, "quiet": config.quiet})
 
