@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -414,3 +415,12 @@ def test_bench_quick_runs_without_scikit_image(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "photos procedural" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_predict_on_a_missing_device_is_one_line(folder_run, tmp_path, capsys):
+    _, out, _ = folder_run
+    _png(tmp_path / "a.png", 16, 99)
+    for device in ("bogus", *(() if torch.cuda.is_available() else ("cuda",))):
+        assert main(["predict", str(out), str(tmp_path / "a.png"), "--device", device]) == 2
+        err = _one_line_error(capsys.readouterr().err, f"alexnet predict: error: --device {device}")
+        assert len(err.splitlines()) == 1

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.commands.predict import add_common, check_weights_argument, user_errors
+from alexnet.commands.predict import (
+    add_common,
+    check_weights_argument,
+    device_argument,
+    user_errors,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.infer.weights import load_weights
 
     check_weights_argument(args.weights)
-    model, pre, _ = load_weights(args.weights, device=args.device)
+    model, pre, _ = load_weights(args.weights, device=device_argument(args.device))
     ok = []
     for item in embed_files(model, pre, expand_inputs(args.inputs), batch_size=args.batch_size):
         if item.error is not None:

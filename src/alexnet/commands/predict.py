@@ -45,6 +45,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def device_argument(name: str):  # -> torch.device
+    """`--device`, checked as train and evaluate check it (CUDA asked for but absent: one line)."""
+    from alexnet.train.distributed import pick_device
+
+    try:
+        return pick_device(name)
+    except RuntimeError as err:  # torch's own words for a device string it does not know
+        raise ValueError(f"--device {name}: {err}") from None
+
+
 def check_weights_argument(weights: str) -> None:
     """The weights come first: an image file there means the arguments are swapped."""
     from pathlib import Path
@@ -101,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.infer.weights import load_weights
 
     check_weights_argument(args.weights)
-    model, pre, meta = load_weights(args.weights, device=args.device)
+    model, pre, meta = load_weights(args.weights, device=device_argument(args.device))
     paths = expand_inputs(args.inputs)
     items = []
     for item in predict_files(
