@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet.data.images import load_image, resize_center_crop
+from alexnet.data.images import load_image, resize_center_crop, resize_warp
 from alexnet.data.loader import Loader
 from alexnet.data.prepare import prepare
 from alexnet.data.preset import center_crop
@@ -26,8 +26,11 @@ from test_infer_helpers import IMAGE, make_run, tiny_model
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.mark.parametrize("mean_image", [True, False], ids=["mean-image", "channel"])
-def test_one_photo_every_path_same_numbers(tmp_path, mean_image) -> None:
+@pytest.mark.parametrize(
+    ("mean_image", "warp"), [(True, False), (False, False), (False, True)],
+    ids=["mean-image", "channel", "warp"],
+)  # fmt: skip
+def test_one_photo_every_path_same_numbers(tmp_path, mean_image, warp) -> None:
     from skimage import data
 
     folder = tmp_path / "photos" / "cat"
@@ -35,6 +38,10 @@ def test_one_photo_every_path_same_numbers(tmp_path, mean_image) -> None:
     photo = folder / "chelsea.png"
     Image.fromarray(data.chelsea()).save(photo)
     run = make_run(tmp_path / "run", tiny_model(), mean_image=mean_image)
+    if warp:  # Caffe's geometry: the whole photo squeezed to a square (the preset says so)
+        ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+        ckpt["preprocess"]["resize"] = "warp"
+        torch.save(ckpt, run / "checkpoints" / "last.pt")
     model, pre, _ = load_weights(run)
     assert pre.image_size == IMAGE
 
@@ -44,7 +51,8 @@ def test_one_photo_every_path_same_numbers(tmp_path, mean_image) -> None:
         by_predict[entry["index"]] = entry["probability"]
     (emb,) = embed_files(model, pre, [photo])
 
-    prepare(tmp_path / "photos", tmp_path / "store", size=IMAGE, workers=1, quiet=True)
+    prepare(tmp_path / "photos", tmp_path / "store", size=IMAGE, warp=warp, workers=1,
+            quiet=True)  # fmt: skip
     store = open_store(next(p for p in (tmp_path / "store").iterdir() if p.is_dir()))
     loader = Loader(store, train=False, crop_size=pre.crop_size, batch_size=1,
                     stats=eval_stats(pre), normalize=pre.normalize)  # fmt: skip
@@ -59,11 +67,13 @@ def test_one_photo_every_path_same_numbers(tmp_path, mean_image) -> None:
     meta = session.get_modelmeta().custom_metadata_map
     stored = json.loads(meta["alexnet.preset"])  # the file says how to resize and crop
     assert stored["image_size"] == IMAGE and json.loads(meta["alexnet.classes"])[0] == "class0"
-    side = resize_center_crop(load_image(photo), stored["image_size"])
+    resize = resize_warp if stored.get("resize") == "warp" else resize_center_crop
+    side = resize(load_image(photo), stored["image_size"])
     crop = center_crop(torch.from_numpy(side).permute(2, 0, 1), stored["crop_size"])
     (by_onnx,) = session.run(["probabilities"], {"input": crop.permute(1, 2, 0)[None].numpy()})
 
     assert by_loader.max() > 0.5  # a peaked softmax: a wrong pixel would move it
+    assert (stored.get("resize") == "warp") == warp
     torch.testing.assert_close(by_predict, by_loader, rtol=0, atol=1e-5)
     torch.testing.assert_close(torch.from_numpy(by_onnx[0]).double(), by_loader, rtol=0,
                                atol=1e-5)  # fmt: skip

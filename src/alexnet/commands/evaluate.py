@@ -111,7 +111,7 @@ def evaluate_weights(args: argparse.Namespace) -> dict | None:
     try:
         model, pre, meta = load_weights(args.weights, device=device)
         spec = args.data or _run_data(args.weights)
-        splits = data_splits(spec, pre.image_size, ctx, quiet=True)
+        splits = data_splits(spec, pre.image_size, ctx, quiet=True, warp=pre.resize == "warp")
         if args.split is None:
             args.split = "test" if "test" in splits or "val" not in splits else "val"
         if args.split not in splits:

@@ -153,7 +153,7 @@ def resize_warp(img: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == (size, size):
         return np.ascontiguousarray(img)
     pil = Image.fromarray(img[:, :, 0] if c == 1 else img)
-    warped = np.asarray(pil.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    warped = np.array(pil.resize((size, size), Image.BILINEAR), dtype=np.uint8)  # writable
     return warped.reshape(size, size, c)
 
 

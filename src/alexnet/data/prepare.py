@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from alexnet.data.images import ImageDecodeError, encode_jpeg, resize_center_crop
+from alexnet.data.images import ImageDecodeError, encode_jpeg, resize_center_crop, resize_warp
 from alexnet.data.sources import Source, Split, resolve
 from alexnet.data.stats import StatsAccumulator
 from alexnet.data.store import (
@@ -57,9 +57,11 @@ def _process_chunk(indices: range) -> tuple[list[tuple], StatsAccumulator | None
     results = []
     for i in indices:
         try:
-            img = resize_center_crop(
-                split.read(i, draft_size=job["size"]), job["size"], job["keep_aspect"]
-            )
+            decoded = split.read(i, draft_size=job["size"])
+            if job["warp"]:
+                img = resize_warp(decoded, job["size"])
+            else:
+                img = resize_center_crop(decoded, job["size"], job["keep_aspect"])
         except ImageDecodeError as exc:
             results.append((i, None, None, str(exc)))
             continue
@@ -83,8 +85,12 @@ def _channels(split: Split) -> int:
         return 3
 
 
-def _settings(source: Source, size: int, keep_aspect: bool, encoding: str, quality: int) -> dict:
+def _settings(
+    source: Source, size: int, keep_aspect: bool, encoding: str, quality: int, warp: bool = False
+) -> dict:
+    warped = {"warp": True} if warp else {}  # absent when off: older stores keep their key
     return {
+        **warped,
         "source": source.spec,
         "fingerprint": source.fingerprint,
         "size": size,
@@ -109,6 +115,7 @@ def _prepare_split(
         split=split,
         size=size,
         keep_aspect=settings["keep_aspect"],
+        warp=settings.get("warp", False),
         channels=channels,
         encoding=encoding,
         quality=settings["quality"],
@@ -332,6 +339,7 @@ def prepare(
     *,
     size: int = 256,
     keep_aspect: bool = False,
+    warp: bool = False,
     workers: int | None = None,
     splits: list[str] | None = None,
     encoding: str = "auto",
@@ -353,7 +361,7 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out, wait=False):
         return _prepare_locked(
-            source, out, size, keep_aspect, workers, names, encoding, quality, quiet
+            source, out, size, keep_aspect, workers, names, encoding, quality, quiet, warp
         )
 
 
@@ -367,11 +375,12 @@ def _prepare_locked(
     encoding: str,
     quality: int,
     quiet: bool,
+    warp: bool = False,
 ) -> dict:
     start = time.perf_counter()
     remove_stale(out)
     workers = workers or os.cpu_count() or 1
-    settings = _settings(source, size, keep_aspect, encoding, quality)
+    settings = _settings(source, size, keep_aspect, encoding, quality, warp)
     summary: dict = {"source": source.spec, "out": str(out), "size": size, "splits": {}}
     for name in names:
         final = out / name
@@ -423,6 +432,7 @@ def ensure_prepared(
     size: int,
     *,
     keep_aspect: bool = False,
+    warp: bool = False,
     quiet: bool = False,
 ) -> Path:
     """Prepare `spec` once into `cache_dir/<name>-<size>-<key>` and return that directory.
@@ -432,7 +442,7 @@ def ensure_prepared(
     """
     check_options(size)
     source = resolve(spec)
-    settings = _settings(source, size, keep_aspect, "auto", 95)
+    settings = _settings(source, size, keep_aspect, "auto", 95, warp)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(spec)).name or "data")[:40]
     out = Path(cache_dir) / f"{slug}-{size}-{key}"
@@ -448,5 +458,7 @@ def ensure_prepared(
         with _locked(out, wait=True, quiet=quiet):  # another run preparing it: wait, reuse
             if not done():
                 names = list(source.splits)
-                _prepare_locked(source, out, size, keep_aspect, None, names, "auto", 95, quiet)
+                _prepare_locked(
+                    source, out, size, keep_aspect, None, names, "auto", 95, quiet, warp
+                )
     return out

@@ -40,18 +40,21 @@ from alexnet.train.init import InitSource, load_source, param_groups, preset_sta
 from alexnet.train.loop import Trainer
 
 
-def data_splits(spec: str, image_size: int, ctx: DistContext, quiet: bool) -> dict[str, Path]:
-    """{split: store dir}: `spec` as a prepared dir, else prepared into the cache once."""
+def data_splits(
+    spec: str, image_size: int, ctx: DistContext, quiet: bool, warp: bool = False
+) -> dict[str, Path]:
+    """{split: store dir}: `spec` as a prepared dir, else prepared into the cache once (`warp`:
+    whole images squeezed to squares, for weights whose preset says so: Caffe's)."""
     from alexnet.data.prepare import ensure_prepared, find_splits
 
     path = Path(spec)
     if path.is_dir() and any((path / s / "meta.json").is_file() for s in ("train", "val", "test")):
         return find_splits(path)
     if ctx.is_main:  # one rank prepares, the others wait and then find it complete
-        out = ensure_prepared(spec, cache_dir(), image_size, quiet=quiet)
+        out = ensure_prepared(spec, cache_dir(), image_size, warp=warp, quiet=quiet)
     barrier(ctx)
     if not ctx.is_main:
-        out = ensure_prepared(spec, cache_dir(), image_size, quiet=True)
+        out = ensure_prepared(spec, cache_dir(), image_size, warp=warp, quiet=True)
     return find_splits(out)
 
 
@@ -198,7 +201,8 @@ def _train(
     init = load_source(config.init_from) if config.init_from else None
     if init is not None:  # the source decides the net, and (its preset) the image sizes
         config = fine_tune_config(config, init)
-    splits = data_splits(config.data, config.image_size, ctx, config.quiet)
+    warp = init is not None and config.init_preset and init.preset.resize == "warp"
+    splits = data_splits(config.data, config.image_size, ctx, config.quiet, warp)
     if "train" not in splits:
         raise ValueError(f"--data {config.data}: no train split (found {sorted(splits)})")
     batch = per_rank_batch(config.batch_size, ctx.world_size)
