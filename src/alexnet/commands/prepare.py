@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-aspect", action="store_true", help="rescale the shorter side only, no crop"
     )
+    parser.add_argument(
+        "--warp",
+        action="store_true",
+        help="squeeze the whole image to SIZE x SIZE, aspect ignored (Caffe's ImageNet tools)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     parser.add_argument(
         "--encoding",
@@ -39,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             size=args.size,
             keep_aspect=args.keep_aspect,
+            warp=args.warp,
             workers=args.workers,
             splits=args.split,
             encoding=args.encoding,
