@@ -350,6 +350,8 @@ def prepare(
 
     One process at a time per `out`: a second one raises PrepareBusy naming the first."""
     check_options(size, workers, quality)
+    if keep_aspect and warp:
+        raise ValueError("--keep-aspect and --warp exclude each other: choose one geometry")
     choose_encoding(encoding, 0, size, 3)  # a bad name fails here, before anything is created
     source = src if isinstance(src, Source) else resolve(src)
     out = Path(out)
