@@ -74,3 +74,15 @@ def test_measure_on_synthetic_data(bench, tmp_path, monkeypatch) -> None:
     config = (out / "target" / "finetune-seed0" / "config.yaml").read_text()
     assert f"init_from: {out / 'source'}" in config
     assert saved["thresholds"][0]["levels"] == [saved["arms"]["scratch"]["curves"][0][-1][1]]
+
+
+def test_the_results_page_keeps_hand_written_sections(tmp_path) -> None:
+    from alexnet.experiments.results_page import publish
+
+    docs = tmp_path / "docs"
+    (docs / "results").mkdir(parents=True)
+    section = "## Fine-tuning (transfer from a source task)\n\nmeasured by a script\n"
+    (docs / "results" / "finetune.md").write_text(section)
+    page = publish([], docs).read_text()
+    assert section.strip() + "\n" in page
+    assert publish([], docs).read_text() == page  # rewriting the page keeps it, once
