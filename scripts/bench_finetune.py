@@ -136,19 +136,21 @@ def train_args(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
 
 
-def train(run_dir: Path, argv: list[str], log: Any) -> float:
-    """`alexnet train ... --out run_dir` unless run_dir already holds a finished run; seconds."""
-    if (run_dir / "done.json").is_file():
-        return float(json.loads((run_dir / "done.json").read_text())["seconds"])
+def train(run_dir: Path, argv: list[str], log: Any) -> dict[str, Any]:
+    """`alexnet train ... --out run_dir` unless run_dir already holds a finished run:
+    {"seconds", "diverged"} (a non-finite loss stops a run: exit 3, kept as diverged)."""
+    done = run_dir / "done.json"
+    if done.is_file():
+        return {"diverged": False, **json.loads(done.read_text())}
     start = time.time()
     full = ["train", *argv, "--out", str(run_dir)]
     log(f"alexnet {shlex.join(full)}")
     code = alexnet_main(full)
-    if code != 0:
+    if code not in (0, 3):
         raise RuntimeError(f"alexnet train exited {code}: {shlex.join(full)}")
-    seconds = time.time() - start
-    (run_dir / "done.json").write_text(json.dumps({"seconds": round(seconds, 1)}))
-    return seconds
+    status = {"seconds": round(time.time() - start, 1), "diverged": code == 3}
+    done.write_text(json.dumps(status))
+    return status
 
 
 def summary(values: list[float | None]) -> dict[str, Any]:
@@ -209,23 +211,30 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                         args.target_per_class, args.val_per_class))  # fmt: skip
     common = train_args(args)
     source_run = out / "source"
-    source_seconds = train(
+    source_status = train(
         source_run,
         ["--data", source_data, *common, "--epochs", str(args.source_epochs),
          "--batch-size", str(args.source_batch_size), "--lr", str(args.source_lr), "--seed", "0"],
         log,
     )  # fmt: skip
-    arms = list(ARMS) + ([f"freeze-{args.freeze}"] if args.freeze else [])
+    if source_status["diverged"]:
+        raise RuntimeError(f"the source run diverged: {source_run}")
+    source_seconds = source_status["seconds"]
+    head_lr = {"finetune": args.new_layer_lr}
+    if args.extra_new_layer_lr:
+        head_lr[f"finetune-head{args.extra_new_layer_lr:g}x"] = args.extra_new_layer_lr
+    arms = [*head_lr, "scratch"] + ([f"freeze-{args.freeze}"] if args.freeze else [])
     runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     for seed in range(args.seeds):
         for arm in arms:
             extra = []
             if arm != "scratch":
-                extra = ["--init-from", str(source_run), "--new-layer-lr", str(args.new_layer_lr)]
+                lr_x = head_lr.get(arm, args.new_layer_lr)
+                extra = ["--init-from", str(source_run), "--new-layer-lr", str(lr_x)]
             if arm.startswith("freeze-"):
                 extra += ["--freeze", args.freeze]
             run_dir = out / "target" / f"{arm}-seed{seed}"
-            seconds = train(
+            status = train(
                 run_dir,
                 ["--data", target_data, *common, "--epochs", str(args.epochs),
                  "--batch-size", str(args.batch_size), "--lr", str(args.lr),
@@ -237,7 +246,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 {
                     "run": str(run_dir),
                     "curve": read_curve(run_dir),
-                    "seconds": round(seconds, 1),
+                    "seconds": status["seconds"],
+                    "diverged": status["diverged"],
                     "test_top1_acc": json.loads(test.read_text())["top1_acc"]
                     if test.is_file()
                     else None,
@@ -294,44 +304,57 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def analyse(
     runs: dict[str, list[dict[str, Any]]], num_classes: int, fixed: list[float]
 ) -> dict[str, Any]:
-    """Steps to each threshold per arm and seed, and the scratch / fine-tuned step ratios."""
+    """Steps to each threshold per arm and seed, and scratch's steps over each other arm's (the
+    speed-up). A diverged run counts as never reaching any threshold and has no final value."""
     chance = 1.0 / num_classes
     seeds = len(runs["scratch"])
+
+    def final(run: dict[str, Any]) -> float | None:
+        return None if run.get("diverged") or not run["curve"] else run["curve"][-1][1]
+
     thresholds: list[dict[str, Any]] = []
     named = [("scratch final", None)] + [(f"{t:g}", t) for t in fixed]
     for label, value in named:
+        levels = [value if value is not None else final(r) for r in runs["scratch"]]
         per_arm: dict[str, Any] = {}
-        levels = [
-            value if value is not None else runs["scratch"][s]["curve"][-1][1] for s in range(seeds)
-        ]
         for arm, arm_runs in runs.items():
-            pairs = zip(arm_runs, levels, strict=True)
-            hits = [steps_to(r["curve"], level, chance) for r, level in pairs]
+            hits = [
+                (None, None)
+                if level is None or r.get("diverged")
+                else steps_to(r["curve"], level, chance)
+                for r, level in zip(arm_runs, levels, strict=True)
+            ]
             per_arm[arm] = {
                 "interpolated": summary([h[0] for h in hits]),
                 "epoch_end": [h[1] for h in hits],
             }
-        ratios = []
-        for s in range(seeds):
-            a = per_arm["scratch"]["interpolated"]["per_seed"][s]
-            b = per_arm["finetune"]["interpolated"]["per_seed"][s]
-            ratios.append(a / b if a is not None and b else None)
+        scratch = per_arm["scratch"]["interpolated"]["per_seed"]
+        speedup = {}
+        for arm in runs:
+            if arm != "scratch":
+                pairs = zip(scratch, per_arm[arm]["interpolated"]["per_seed"], strict=True)
+                speedup[arm] = summary([a / b if a is not None and b else None for a, b in pairs])
         thresholds.append(
-            {"label": label, "levels": levels, "arms": per_arm, "scratch_over_finetune": ratios}
+            {"label": label, "levels": levels, "arms": per_arm, "scratch_over": speedup}
         )
     arms = {
         arm: {
-            "final_val_top1_acc": summary([r["curve"][-1][1] for r in arm_runs]),
-            "best_val_top1_acc": summary([max(a for _, a in r["curve"]) for r in arm_runs]),
-            "test_top1_acc": summary([r["test_top1_acc"] for r in arm_runs]),
-            "steps": [r["curve"][-1][0] for r in arm_runs],
+            "final_val_top1_acc": summary([final(r) for r in arm_runs]),
+            "best_val_top1_acc": summary(
+                [None if r.get("diverged") else max(a for _, a in r["curve"]) for r in arm_runs]
+            ),
+            "test_top1_acc": summary(
+                [None if r.get("diverged") else r["test_top1_acc"] for r in arm_runs]
+            ),
+            "diverged": [bool(r.get("diverged")) for r in arm_runs],
+            "steps": [r["curve"][-1][0] if r["curve"] else 0 for r in arm_runs],
             "seconds": [r["seconds"] for r in arm_runs],
             "curves": [r["curve"] for r in arm_runs],
             "runs": [r["run"] for r in arm_runs],
         }
         for arm, arm_runs in runs.items()
     }
-    return {"chance": chance, "thresholds": thresholds, "arms": arms}
+    return {"chance": chance, "seeds": seeds, "thresholds": thresholds, "arms": arms}
 
 
 def _f(value: float | None, digits: int = 0) -> str:
@@ -339,28 +362,34 @@ def _f(value: float | None, digits: int = 0) -> str:
 
 
 def table(result: dict[str, Any]) -> str:
-    """Steps to each threshold (interpolated; first epoch end in brackets) per arm and seed."""
-    lines = ["| threshold (val acc) | seed | " + " | ".join(result["arms"]) + " | scratch / ft |"]
-    lines.append("|---" * (len(result["arms"]) + 3) + "|")
+    """Steps to each threshold per arm and seed: interpolated, the first epoch end at or above
+    it in brackets, and scratch's steps over the arm's."""
+    names = list(result["arms"])
+    lines = ["| threshold (val acc) | seed | " + " | ".join(names) + " |"]
+    lines.append("|---" * (len(names) + 2) + "|")
     for th in result["thresholds"]:
         for s, level in enumerate(th["levels"]):
             cells = []
-            for arm in result["arms"]:
+            for arm in names:
                 data = th["arms"][arm]
                 at, end = data["interpolated"]["per_seed"][s], data["epoch_end"][s]
-                cells.append("not reached" if at is None else f"{at:.0f} ({end})")
-            ratio = th["scratch_over_finetune"][s]
-            ratio_text = "-" if ratio is None else f"{ratio:.2f}x"
-            lines.append(
-                f"| {th['label']} = {level:.3f} | {s} | {' | '.join(cells)} | {ratio_text} |"
-            )
+                if result["arms"][arm]["diverged"][s]:
+                    cells.append("diverged")
+                    continue
+                cell = "not reached" if at is None else f"{at:.0f} ({end})"
+                ratio = th["scratch_over"].get(arm, {}).get("per_seed", [None] * (s + 1))[s]
+                cells.append(cell + ("" if ratio is None else f", {ratio:.2f}x"))
+            shown = "-" if level is None else f"{level:.3f}"
+            lines.append(f"| {th['label']} = {shown} | {s} | {' | '.join(cells)} |")
     lines += ["", "| arm | final val acc per seed | test acc per seed | steps | seconds |",
               "|---|---|---|---|---|"]  # fmt: skip
     for arm, data in result["arms"].items():
-        vals = ", ".join(_f(v, 4) for v in data["final_val_top1_acc"]["per_seed"])
-        tests = ", ".join(_f(v, 4) for v in data["test_top1_acc"]["per_seed"])
+        marks = ["diverged" if d else None for d in data["diverged"]]
+        finals, tested = data["final_val_top1_acc"]["per_seed"], data["test_top1_acc"]["per_seed"]
+        vals = ", ".join(m or _f(v, 4) for m, v in zip(marks, finals, strict=True))
+        tests = ", ".join(m or _f(v, 4) for m, v in zip(marks, tested, strict=True))
         secs = ", ".join(_f(v) for v in data["seconds"])
-        lines.append(f"| {arm} | {vals} | {tests} | {data['steps'][0]} | {secs} |")
+        lines.append(f"| {arm} | {vals} | {tests} | {max(data['steps'])} | {secs} |")
     return "\n".join(lines)
 
 
@@ -387,6 +416,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.005)
     p.add_argument("--new-layer-lr", type=float, default=10.0)
+    p.add_argument("--extra-new-layer-lr", type=float, default=0.0,
+                   help="also a fine-tuned arm with this head lr multiplier (0: none)")  # fmt: skip
     p.add_argument("--freeze", default="", help="also a third arm frozen through this layer")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--thresholds", type=float, nargs="*", default=[0.5, 0.6])

@@ -48,9 +48,9 @@ def test_analyse_thresholds_and_ratio(bench) -> None:
     # scratch: (20, 0.6) -> (30, 0.65): 30; fine-tuned: (10, 0.5) -> (20, 0.7): 10 + 0.15/0.2*10
     assert scratch_final["arms"]["scratch"]["interpolated"]["per_seed"] == [pytest.approx(30.0)]
     assert scratch_final["arms"]["finetune"]["interpolated"]["per_seed"] == [pytest.approx(17.5)]
-    assert scratch_final["scratch_over_finetune"] == [pytest.approx(30 / 17.5)]
+    assert scratch_final["scratch_over"]["finetune"]["per_seed"] == [pytest.approx(30 / 17.5)]
     # 0.5: scratch (10, 0.4) -> (20, 0.6) at 15; fine-tuned (0, 0.2) -> (10, 0.5) at 10
-    assert fixed["scratch_over_finetune"] == [pytest.approx(1.5)]
+    assert fixed["scratch_over"]["finetune"]["per_seed"] == [pytest.approx(1.5)]
     assert fixed["arms"]["finetune"]["epoch_end"] == [10]
     assert result["arms"]["finetune"]["final_val_top1_acc"]["per_seed"] == [0.75]
 
@@ -86,3 +86,15 @@ def test_the_results_page_keeps_hand_written_sections(tmp_path) -> None:
     page = publish([], docs).read_text()
     assert section.strip() + "\n" in page
     assert publish([], docs).read_text() == page  # rewriting the page keeps it, once
+
+
+def test_a_diverged_run_reaches_nothing(bench) -> None:
+    run = {"seconds": 1.0, "test_top1_acc": 0.2, "run": "x"}
+    runs = {
+        "finetune": [{**run, "curve": [(10, 0.55), (20, 0.2)], "diverged": True}],
+        "scratch": [{**run, "curve": CURVE, "diverged": False}],
+    }
+    result = bench.analyse(runs, num_classes=5, fixed=[0.5])
+    assert result["thresholds"][1]["arms"]["finetune"]["interpolated"]["per_seed"] == [None]
+    assert result["arms"]["finetune"]["final_val_top1_acc"]["per_seed"] == [None]
+    assert "diverged" in bench.table(result)
