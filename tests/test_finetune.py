@@ -124,3 +124,10 @@ def test_the_head_is_fresh_for_other_classes_of_the_same_count(source, tmp_path,
         assert said in capsys.readouterr().out
         kept = torch.allclose(weights(out)["fc.weight"], src["fc.weight"], rtol=0, atol=1e-6)
         assert kept == (data.name == "src-data")
+
+
+def test_quiet_stays_quiet_with_init_from(source, capsys) -> None:
+    root, run = source
+    capsys.readouterr()
+    assert fine_tune(root, run, root / "quiet", "--max-steps", "2") == 0
+    assert "batch/s" not in capsys.readouterr().err  # no progress bar under --quiet

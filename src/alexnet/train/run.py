@@ -97,6 +97,7 @@ def fine_tune_config(config: TrainConfig, init: InitSource) -> TrainConfig:
     """The run's config with the source's model and options, and (unless `init_preset` is off)
     its preset's stored size and normalisation."""
     changes: dict[str, Any] = {"model": init.model_name, "model_options": init.model_options}
+    changes["quiet"] = config.quiet  # not in config_to_dict: how this process prints
     if config.init_preset:
         changes.update(image_size=init.preset.image_size, normalize=init.preset.normalize)
     return make_config(config_to_dict(config), changes)
