@@ -126,10 +126,12 @@ def steps_to(
 
 def train_args(args: argparse.Namespace) -> list[str]:
     """The `alexnet train` flags every run shares: net, recipe (figure 1's: no regularisation,
-    constant lr, SGD momentum 0.9) and logging."""
+    constant lr, SGD momentum 0.9, mean-image normalisation, no val held out of train; every
+    field the data-dependent recipe would choose is given) and logging."""
     return [
         "--model", args.model, "--image-size", str(args.image_size),
         "--weight-decay", "0", "--no-flip", "--pca-std", "0", "--schedule", "constant",
+        "--normalize", "mean_image", "--val-split", "0",
         "--momentum", "0.9", "--precision", "fp32", "--threads", str(args.threads),
         "--log-every", str(args.log_every), "--quiet", "--no-safetensors",
         *[item for option in args.model_option for item in ("--model-option", option)],
