@@ -131,3 +131,15 @@ def test_quiet_stays_quiet_with_init_from(source, capsys) -> None:
     capsys.readouterr()
     assert fine_tune(root, run, root / "quiet", "--max-steps", "2") == 0
     assert "batch/s" not in capsys.readouterr().err  # no progress bar under --quiet
+
+
+def test_init_from_without_model_takes_the_sources_net(source) -> None:
+    """No --model: the small-image recipe's options (the paper net's) do not reach the source's."""
+    root, run = source
+    out = root / "no-model"
+    assert main(["train", "--data", str(root / "dst-data"), "--init-from", str(run),
+                 "--out", str(out), "--max-steps", "1", "--batch-size", "8", "--quiet",
+                 "--precision", "fp32"]) == 0  # fmt: skip
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model"] == "cifar_fig1" and config["model_options"]["input_size"] == 12
+    assert "dropout" not in config["model_options"]
