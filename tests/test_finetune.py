@@ -99,3 +99,47 @@ def test_freeze_without_init_is_refused(source, capsys) -> None:
     assert main(["train", "--data", str(root / "dst-data"), "--freeze", "conv1",
                  "--out", str(root / "x"), *TINY]) == 2  # fmt: skip
     assert "--freeze needs --init-from" in capsys.readouterr().err
+
+
+def test_the_head_is_fresh_for_other_classes_of_the_same_count(source, tmp_path, capsys) -> None:
+    """Three other classes are not the source's three: its classifier fits but is not loaded."""
+    from PIL import Image
+
+    root, run = source
+    folder = tmp_path / "other"
+    for i, name in enumerate(("ant", "bee", "cow")):
+        (folder / name).mkdir(parents=True)
+        for j in range(8):
+            pixel = (40 + 60 * i, 200 - 20 * j, 90)
+            Image.new("RGB", (16, 16), pixel).save(folder / name / f"{j}.png")
+    prepare(str(folder), tmp_path / "other-data", size=16, workers=1, quiet=True)
+    src = weights(run)
+    for data, said in ((tmp_path / "other-data", "initialised afresh: fc;"),
+                       (root / "src-data", "loaded conv1, conv2, conv3, fc; initialised afresh: "
+                                           "none")):  # fmt: skip
+        out = tmp_path / f"ft-{data.name}"
+        capsys.readouterr()
+        assert main(["train", "--data", str(data), "--init-from", str(run), "--out", str(out),
+                     *TINY, "--max-steps", "1", "--lr", "1e-9"]) == 0  # fmt: skip
+        assert said in capsys.readouterr().out
+        kept = torch.allclose(weights(out)["fc.weight"], src["fc.weight"], rtol=0, atol=1e-6)
+        assert kept == (data.name == "src-data")
+
+
+def test_quiet_stays_quiet_with_init_from(source, capsys) -> None:
+    root, run = source
+    capsys.readouterr()
+    assert fine_tune(root, run, root / "quiet", "--max-steps", "2") == 0
+    assert "batch/s" not in capsys.readouterr().err  # no progress bar under --quiet
+
+
+def test_init_from_without_model_takes_the_sources_net(source) -> None:
+    """No --model: the small-image recipe's options (the paper net's) do not reach the source's."""
+    root, run = source
+    out = root / "no-model"
+    assert main(["train", "--data", str(root / "dst-data"), "--init-from", str(run),
+                 "--out", str(out), "--max-steps", "1", "--batch-size", "8", "--quiet",
+                 "--precision", "fp32"]) == 0  # fmt: skip
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model"] == "cifar_fig1" and config["model_options"]["input_size"] == 12
+    assert "dropout" not in config["model_options"]

@@ -1,9 +1,10 @@
 """Transfer: copy every learned layer that fits from one state dict into another model.
 
 A layer (a module owning parameters, e.g. `conv1` or `classifier.6`) is loaded when the source
-has every one of its tensors with the same shape; otherwise it keeps its fresh initialisation
-(a new classifier for another number of classes, conv1 for another number of input channels,
-fc6 for another input size). Freezing stops gradients in every layer up to a named one.
+has every one of its tensors with the same shape and the caller does not ask for it fresh;
+otherwise it keeps its fresh initialisation (a new classifier for another number of classes, or
+for other classes of the same number; conv1 for another number of input channels, fc6 for
+another input size). Freezing stops gradients in every layer up to a named one.
 """
 
 from __future__ import annotations
@@ -33,13 +34,22 @@ def learned_layers(model: nn.Module) -> list[str]:
     ]
 
 
-def load_fitting(model: nn.Module, state: dict[str, torch.Tensor]) -> Transfer:
-    """Load each layer of `model` whose tensors `state` has with the same shapes."""
+def classifier_layer(model: nn.Module) -> str:
+    """The classifier: the last learned layer (`fc8`, `classifier.6`, `fc`)."""
+    return learned_layers(model)[-1]
+
+
+def load_fitting(
+    model: nn.Module, state: dict[str, torch.Tensor], keep_fresh: tuple[str, ...] = ()
+) -> Transfer:
+    """Load each layer of `model` whose tensors `state` has with the same shapes, except the
+    layers named in `keep_fresh`."""
     own = model.state_dict()
     loaded, fresh, update = [], [], {}
     for layer in learned_layers(model):
         keys = [k for k in own if k.rsplit(".", 1)[0] == layer]
-        if all(k in state and tuple(state[k].shape) == tuple(own[k].shape) for k in keys):
+        fits = all(k in state and tuple(state[k].shape) == tuple(own[k].shape) for k in keys)
+        if fits and layer not in keep_fresh:
             loaded.append(layer)
             update.update({k: state[k] for k in keys})
         else:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet.models.transfer import Transfer, freeze_through, load_fitting
+from alexnet.models.transfer import Transfer, classifier_layer, freeze_through, load_fitting
 from alexnet.train.config import TrainConfig
 from alexnet.train.distributed import DistContext
 from alexnet.train.init import InitSource
@@ -134,7 +134,10 @@ def build_model(
     if init is not None:
         if config.towers:
             raise ValueError("--init-from with --towers is not supported; train on one device")
-        transfer = load_fitting(core, init.state)
+        # The source's classifier only when its classes are the data's (names, in order): five
+        # CIFAR-10 classes are not five others, though the head's shape would fit.
+        same = bool(init.preset.classes) and list(init.preset.classes) == list(store.class_names)
+        transfer = load_fitting(core, init.state, () if same else (classifier_layer(core),))
     if config.freeze:
         if init is None:
             raise ValueError("--freeze needs --init-from: frozen random layers learn nothing")

@@ -99,10 +99,15 @@ def eval_stats(pre: Any) -> Any:
 def fine_tune_config(config: TrainConfig, init: InitSource) -> TrainConfig:
     """The run's config with the source's model and options, and (unless `init_preset` is off)
     its preset's stored size and normalisation."""
-    changes: dict[str, Any] = {"model": init.model_name, "model_options": init.model_options}
+    values = config_to_dict(config)
+    # replaced, not merged: the recipe's options (the small-image recipe's dropout and init) are
+    # for its own net, and the source's options name every keyword of its model
+    values["model_options"] = dict(init.model_options)
+    changes: dict[str, Any] = {"model": init.model_name}
+    changes["quiet"] = config.quiet  # not in config_to_dict: how this process prints
     if config.init_preset:
         changes.update(image_size=init.preset.image_size, normalize=init.preset.normalize)
-    return make_config(config_to_dict(config), changes)
+    return make_config(values, changes)
 
 
 def init_stats(
