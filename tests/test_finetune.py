@@ -143,3 +143,15 @@ def test_init_from_without_model_takes_the_sources_net(source) -> None:
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model"] == "cifar_fig1" and config["model_options"]["input_size"] == 12
     assert "dropout" not in config["model_options"]
+
+
+def test_fresh_layers_are_drawn_as_a_scratch_run_draws_them(source) -> None:
+    root, run = source
+    tuned, scratch = root / "same-seed-tuned", root / "same-seed-scratch"
+    tiny_lr = ["--max-steps", "1", "--lr", "1e-12"]  # one step that moves nothing visibly
+    assert fine_tune(root, run, tuned, *tiny_lr) == 0
+    assert main(["train", "--data", str(root / "dst-data"), "--out", str(scratch), "--seed", "1",
+                 *TINY, *tiny_lr]) == 0  # fmt: skip
+    a, b = weights(tuned), weights(scratch)
+    torch.testing.assert_close(a["fc.weight"], b["fc.weight"], rtol=0, atol=1e-6)
+    assert not torch.allclose(a["conv1.weight"], b["conv1.weight"])  # loaded, not drawn

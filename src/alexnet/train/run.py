@@ -202,10 +202,10 @@ def _train(
 
     configure_threads(config.threads or None)
     precision = best_precision(device) if config.precision == "auto" else config.precision
-    seed_everything(config.seed)
     init = load_source(config.init_from) if config.init_from else None
     if init is not None:  # the source decides the net, and (its preset) the image sizes
         config = fine_tune_config(config, init)
+    seed_everything(config.seed)  # after the source is built: fresh layers draw as from scratch
     warp = init is not None and config.init_preset and init.preset.resize == "warp"
     splits = data_splits(config.data, config.image_size, ctx, config.quiet, warp)
     if "train" not in splits:
