@@ -100,7 +100,8 @@ def onnx_metadata(model: nn.Module, pre: Preprocess, with_preprocess: bool) -> d
     if with_preprocess:
         expects = (
             f"uint8 RGB (N, {pre.crop_size}, {pre.crop_size}, {pre.in_chans}): resize as "
-            f"'alexnet.preset' says (resize, image_size) and take the centre crop; "
+            f"'alexnet.preset' says (resize, image_size) and take the centre crop (when "
+            "crop_size exceeds image_size, resize the whole image to crop_size instead); "
             "output: class probabilities"
         )
     else:
