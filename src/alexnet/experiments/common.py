@@ -150,11 +150,9 @@ def merged(*layers: dict[str, Any]) -> dict[str, Any]:
 
 def epoch_records(run_dir: Path) -> list[dict[str, Any]]:
     """The epoch lines of RUN_DIR/metrics.jsonl, in order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    lines = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [r for r in lines if r.get("kind") == "epoch"]
+    from alexnet.train.metrics_log import read_metrics
+
+    return [r for r in read_metrics(Path(run_dir)) if r.get("kind") == "epoch"]
 
 
 def fit(
@@ -195,7 +193,8 @@ def fit(
                 if (run_dir / "checkpoints" / "last.pt").is_file():
                     train(None, resume=str(run_dir), overrides={"epochs": target})
                 else:
-                    train(replace(config, epochs=target))
+                    # no checkpoint: an earlier attempt's partial files are replaced
+                    train(replace(config, epochs=target), overwrite=True)
             except NonFiniteLossError as err:
                 print(f"diverged: {err}")
                 diverged = True
