@@ -233,6 +233,7 @@ def test_predict_survives_mutated_weights_and_images(run, tmp_path, monkeypatch,
 
     counts = {"cases": len(cases), "clean": 0, "tracebacks": 0, "data_lost": 0}
     failures = []
+    exits = {0: 0, 2: 0}
     for weights_path, image in cases:
         argv = ["predict", str(weights_path), str(image), str(good_image), "--top", "2"]
         try:
@@ -244,6 +245,7 @@ def test_predict_survives_mutated_weights_and_images(run, tmp_path, monkeypatch,
         if rc is None or "Traceback" in err_text:
             counts["tracebacks"] += 1
         elif rc in (0, 2):
+            exits[rc] += 1
             lines = [line for line in err_text.splitlines() if line.strip()]
             # exit 2: one line naming the weights file; exit 0: one line per unreadable image
             ok = (rc == 2 and len(lines) == 1 and str(weights_path) in lines[0]) or (
@@ -257,7 +259,7 @@ def test_predict_survives_mutated_weights_and_images(run, tmp_path, monkeypatch,
     if {p: _digest(p) for p in before} != before or _tree(run) != run_tree:
         counts["data_lost"] += 1
     written = {p for p in _tree(tmp_path) - made if p != "cache" and not p.startswith("cache/")}
-    print(f"\nfuzz predict: {counts}")
+    print(f"\nfuzz predict: {counts}, by exit status {exits}")
     assert not failures, "\n".join(failures[:20])
     assert counts["clean"] == counts["cases"] and counts["data_lost"] == 0
     assert not written, sorted(written)[:10]

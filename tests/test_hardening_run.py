@@ -338,6 +338,10 @@ def bad_weights(run: Path, tmp_path: Path) -> dict[str, Path]:
     other = dict(ckpt, model_name="alexnet")
     torch.save(other, tmp_path / "other.pt")
     cases["other.pt"] = tmp_path / "other.pt"
+    nan_bias = torch.full_like(ckpt["model"]["fc.bias"], float("nan"))
+    nan = dict(ckpt, model={**ckpt["model"], "fc.bias": nan_bias})
+    torch.save(nan, tmp_path / "nan.pt")
+    cases["nan.pt"] = tmp_path / "nan.pt"
     missing = dict(ckpt, model={k: v for k, v in ckpt["model"].items() if k != "fc.weight"})
     torch.save(missing, tmp_path / "noweight.pt")
     cases["noweight.pt"] = tmp_path / "noweight.pt"
@@ -345,7 +349,7 @@ def bad_weights(run: Path, tmp_path: Path) -> dict[str, Path]:
 
 
 CASES = ["shape", "missing", "extra", "truncated", "huge", "nopre", "garbage", "optstr",
-         "classes", "classes_float", "other", "noweight"]  # fmt: skip
+         "classes", "classes_float", "other", "noweight", "nan"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -562,3 +566,34 @@ def test_atomic_write_leaves_the_old_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("disk gone")
     assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["a.json"]
+
+
+def test_train_out_under_a_file_is_one_line(data, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    rc = main(train_argv(data, tmp_path / "file" / "r", "--max-steps", "1"))
+    one_error_line(capsys, 2, rc, str(tmp_path / "file"))
+    rc = main(train_argv(data, tmp_path / "file", "--max-steps", "1"))
+    one_error_line(capsys, 2, rc, str(tmp_path / "file"))
+
+
+# -- the error policy ---------------------------------------------------------------------
+def test_bugs_keep_their_traceback(monkeypatch, tmp_path):
+    import alexnet.train.run
+
+    def buggy(*args, **kwargs):
+        return {}["x"]
+
+    monkeypatch.setattr(alexnet.train.run, "train", buggy)
+    with pytest.raises(KeyError):
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+
+
+def test_a_full_metrics_append_names_the_file(tmp_path):
+    from alexnet.fileio import WriteError
+    from alexnet.train.metrics_log import RunLog
+
+    log = RunLog(tmp_path)
+    log.path = tmp_path / "missing-dir" / "metrics.jsonl"
+    with pytest.raises(WriteError, match="missing-dir"):
+        log.step(epoch=0, step=1, loss=1.0, lr=0.1, img_per_s=1.0)
+    log.close()

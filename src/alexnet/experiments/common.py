@@ -28,6 +28,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from alexnet.fileio import atomic_write_text
+
 CIFAR_NOTE = (
     "CIFAR-10 here is the shared quality-75 JPEG copy (chroma subsampled) of the original "
     "lossless images; accuracies run about 2-3 points lower than on the original batches."
@@ -337,6 +339,6 @@ def write_result(ctx: Context, result: dict[str, Any]) -> Path:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path = ctx.out / "result.json"
-    path.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    atomic_write_text(path, json.dumps(result, indent=1, default=float) + "\n")
     ctx.log(f"wrote {path}")
     return path

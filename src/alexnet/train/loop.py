@@ -46,8 +46,9 @@ class NonFiniteLossError(RuntimeError):
     """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
 
 
-class TrainingInterrupted(Exception):
-    """Ctrl-C: the run stopped at a step boundary and saved checkpoints/last.pt."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the run stopped at a step boundary and saved checkpoints/last.pt (still an
+    interrupt to code that does not know it: nothing catching Exception swallows it)."""
 
 
 class _InterruptFlag:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from alexnet.fileio import atomic_write_text
+from alexnet.fileio import WriteError, atomic_write_text
 
 STEP_KEYS = ("epoch", "step", "loss", "lr", "img_per_s")
 EPOCH_KEYS = (
@@ -38,8 +38,11 @@ class RunLog:
     def _write(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full disk: the torn line is dropped on resume
+            raise WriteError(err.errno, f"cannot append to {self.path}: {err.strerror}") from err
 
     def step(self, **values: Any) -> None:
         """A step line: epoch, step, loss, lr, img_per_s."""
