@@ -541,13 +541,13 @@ def test_full_disk_during_release_and_export(run, tmp_path):
 def test_full_disk_during_the_final_safetensors(data, tmp_path, capsys, monkeypatch):
     import errno
 
-    import safetensors.torch
+    import alexnet.models.weights_file
 
     def short_write(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"\0" * 100)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", short_write)
+    monkeypatch.setattr(alexnet.models.weights_file, "save_file", short_write)
     out = tmp_path / "r"
     rc = main(train_argv(data, out, "--max-steps", "1"))
     capsys.readouterr()
