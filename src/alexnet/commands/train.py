@@ -8,6 +8,8 @@ The first line printed says which recipe was picked and why; `--print-config` (o
 prints the resolved config and stops before any data is prepared.
 `--resume RUN_DIR` continues a run exactly where its last checkpoint left it; flags given with
 it override the saved config (`--lr` changes the learning rate by hand; `--epochs` extends).
+A fresh run into an `--out` that holds a run is refused unless `--overwrite`; Ctrl-C saves
+checkpoints/last.pt after the step in progress and exits 130 (`--resume` continues it).
 Data parallel: `torchrun --nproc_per_node=N -m alexnet train ...` (see alexnet.train.distributed).
 """
 
