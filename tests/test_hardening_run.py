@@ -597,3 +597,14 @@ def test_a_full_metrics_append_names_the_file(tmp_path):
     with pytest.raises(WriteError, match="missing-dir"):
         log.step(epoch=0, step=1, loss=1.0, lr=0.1, img_per_s=1.0)
     log.close()
+
+
+def test_export_without_out_writes_beside_the_weights(run, tmp_path, capsys):
+    import shutil
+
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(run / "model.safetensors", weights)
+    assert main(["export", str(weights), "--format", "torchvision"]) == 2  # not alexnet_owt
+    assert not list(tmp_path.glob("*.pth")) and not list(tmp_path.glob(".*.tmp"))
+    assert main(["export", str(weights), "--format", "torchscript"]) == 0, capsys.readouterr()
+    assert (tmp_path / "w.torchscript.pt").is_file()

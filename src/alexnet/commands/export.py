@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.infer.weights import load_weights
     from alexnet.models.pretrained.torchvision import export_torchvision_state_dict
 
+    args.out = args.out or default_out(args.weights, args.format)
     check_output_dir(args.out)
     model, pre, _ = load_weights(args.weights)
-    args.out = args.out or default_out(args.weights, args.format)
     diff = None
     with atomic_path(args.out) as tmp:  # nothing partial on a failure (alexnet.fileio)
         if args.format == "onnx":
