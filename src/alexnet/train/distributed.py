@@ -61,7 +61,7 @@ def pick_device(name: str, ctx_local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"--device {name!r} is not a device (e.g. cpu, cuda, cuda:1)") from err
+        raise ValueError(f"--device {name}: not a device (e.g. cpu, cuda, cuda:1)") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
