@@ -34,13 +34,9 @@ def inside(folder: Path, value: Any, what: str) -> Path:
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write `data` (text as UTF-8) to a temporary name beside `path`, then rename it into place:
-    a reader (or a crash, or a full disk) never leaves half a file under the final name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    a reader (or a crash, or a full disk) never leaves half a file under the final name. The one
+    implementation is `alexnet.fileio.atomic_write_bytes` (fsync'd, the mode open() gives, a
+    failure one WriteError naming the file)."""
+    from alexnet.fileio import atomic_write_bytes
+
+    return atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)

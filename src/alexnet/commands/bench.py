@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from alexnet.commands.errors import user_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@user_errors("bench")
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 

@@ -7,6 +7,7 @@ files, one per line, in row order). Unreadable files are reported on stderr and 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from alexnet.commands.predict import (
     device_argument,
     user_errors,
 )
+from alexnet.fileio import atomic_write_bytes, atomic_write_text, check_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.infer.weights import load_weights
 
     check_weights_argument(args.weights)
+    out = npy_path(Path(args.out))
+    check_output_dir(out)
     model, pre, _ = load_weights(args.weights, device=device_argument(args.device))
     ok = []
     for item in embed_files(model, pre, expand_inputs(args.inputs), batch_size=args.batch_size):
@@ -42,12 +46,18 @@ def run(args: argparse.Namespace) -> int:
     if not ok:
         print("error: no file could be embedded", file=sys.stderr)
         return 1
-    out = Path(args.out)
-    np.save(out, np.stack([i.features for i in ok]).astype(np.float32))
+    buffer = io.BytesIO()
+    np.save(buffer, np.stack([i.features for i in ok]).astype(np.float32))
+    atomic_write_bytes(out, buffer.getvalue())
     files_path = files_list_path(out)
-    files_path.write_text("".join(f"{i.file}\n" for i in ok), encoding="utf-8")
+    atomic_write_text(files_path, "".join(f"{i.file}\n" for i in ok))
     print(f"wrote {out} ({len(ok)} x {ok[0].features.shape[0]}) and {files_path}")
     return 0
+
+
+def npy_path(out: Path) -> Path:
+    """The file `np.save(out)` writes: `out`, with `.npy` added unless it ends so."""
+    return out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
 
 
 def files_list_path(out: Path) -> Path:

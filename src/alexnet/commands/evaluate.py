@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from alexnet.commands.errors import error_line
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("weights", help="a run dir, a checkpoint .pt or a weights .safetensors")
@@ -29,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate_weights(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"alexnet evaluate: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # the error policy: alexnet.commands.errors
+        print(f"alexnet evaluate: error: {error_line(err)}", file=sys.stderr)
         return 2
     if result is None:  # not rank 0
         return 0
@@ -177,4 +179,7 @@ def _run_data(weights: str) -> str:
     config = Path(weights) / "config.yaml"
     if not config.is_file():
         raise ValueError(f"{weights} is not a run dir with a config.yaml: pass --data")
-    return str(yaml.safe_load(config.read_text())["data"])
+    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    if not isinstance(data, str):
+        raise ValueError(f"{config} names no data: pass --data")
+    return data

@@ -13,6 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from alexnet.commands.errors import user_errors
+
 
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v]
@@ -67,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--docs", default="docs", help="page: the docs directory")
 
 
+@user_errors("experiment")
 def run(args: argparse.Namespace) -> int:
     if args.name == "page":
         from alexnet.experiments.results_page import publish

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from alexnet.commands.predict import user_errors
+from alexnet.fileio import atomic_path, check_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,19 +44,21 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.infer.weights import load_weights
     from alexnet.models.pretrained.torchvision import export_torchvision_state_dict
 
-    model, pre, _ = load_weights(args.weights)
     args.out = args.out or default_out(args.weights, args.format)
+    check_output_dir(args.out)
+    model, pre, _ = load_weights(args.weights)
     diff = None
-    if args.format == "onnx":
-        diff = export.export_onnx(model, args.out, pre, with_preprocess=args.with_preprocess)
-        if diff is None:
-            print("onnxruntime is not installed: parity not checked", file=sys.stderr)
-    elif args.format == "torchscript":
-        diff = export.export_torchscript(model, args.out)
-    elif args.format == "safetensors":
-        export.export_safetensors(model, pre, args.out)
-    else:
-        export_torchvision_state_dict(model, args.out)
+    with atomic_path(args.out) as tmp:  # nothing partial on a failure (alexnet.fileio)
+        if args.format == "onnx":
+            diff = export.export_onnx(model, tmp, pre, with_preprocess=args.with_preprocess)
+            if diff is None:
+                print("onnxruntime is not installed: parity not checked", file=sys.stderr)
+        elif args.format == "torchscript":
+            diff = export.export_torchscript(model, tmp)
+        elif args.format == "safetensors":
+            export.export_safetensors(model, pre, tmp)
+        else:
+            export_torchvision_state_dict(model, tmp)
     print(f"wrote {args.out} ({model.model_name}, {args.format})")
     if diff is not None:
         print(f"parity: max abs diff {diff:.3g} on random inputs (tolerance {args.tolerance:g})")

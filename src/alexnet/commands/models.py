@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from alexnet.commands.errors import user_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -36,6 +38,7 @@ def model_summaries() -> list[dict]:
     return rows
 
 
+@user_errors("list-models")
 def run(args: argparse.Namespace) -> int:
     rows = model_summaries()
     if args.json:

@@ -8,30 +8,10 @@ stderr (a JSON error entry with --json) and the others are still predicted.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-from collections.abc import Callable
 
-Run = Callable[[argparse.Namespace], int]
-
-
-def user_errors(verb: str) -> Callable[[Run], Run]:
-    """Bad input (a missing or foreign file, a wrong value) ends in one line naming it and exit
-    status 2, not a traceback."""
-
-    def wrap(fn: Run) -> Run:
-        @functools.wraps(fn)
-        def run(args: argparse.Namespace) -> int:
-            try:
-                return fn(args)
-            except (ValueError, FileNotFoundError) as err:
-                print(f"alexnet {verb}: error: {err}", file=sys.stderr)
-                return 2
-
-        return run
-
-    return wrap
+from alexnet.commands.errors import user_errors
 
 
 def positive_int(text: str) -> int:

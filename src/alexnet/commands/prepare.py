@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from alexnet.commands.errors import user_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -33,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+@user_errors("prepare")
 def run(args: argparse.Namespace) -> int:
     from alexnet.data.images import ImageDecodeError
     from alexnet.data.prepare import prepare

@@ -8,6 +8,8 @@ The first line printed says which recipe was picked and why; `--print-config` (o
 prints the resolved config and stops before any data is prepared.
 `--resume RUN_DIR` continues a run exactly where its last checkpoint left it; flags given with
 it override the saved config (`--lr` changes the learning rate by hand; `--epochs` extends).
+A fresh run into an `--out` that holds a run is refused unless `--overwrite`; Ctrl-C saves
+checkpoints/last.pt after the step in progress and exits 130 (`--resume` continues it).
 Data parallel: `torchrun --nproc_per_node=N -m alexnet train ...` (see alexnet.train.distributed).
 """
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from alexnet.commands.errors import INTERRUPTED, user_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the resolved recipe (config.yaml's contents) and stop: nothing is prepared "
         "or trained",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="a fresh run into an --out that holds a run: delete that run's files first",
+    )
     add_config_arguments(parser)
 
 
+@user_errors("train")
 def run(args: argparse.Namespace) -> int:
     from alexnet.train.config import command_line, flag_overrides
-    from alexnet.train.loop import NonFiniteLossError
+    from alexnet.train.loop import NonFiniteLossError, TrainingInterrupted
     from alexnet.train.recipes import describe, resolve_recipe
 
     try:
@@ -52,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             if args.config:
                 raise ValueError("--resume takes the run's own config; drop --config")
+            if args.overwrite:
+                raise ValueError("--overwrite starts a fresh run; it does not go with --resume")
             from alexnet.train.run import resume_config, train
 
             if args.print_config:
@@ -64,13 +76,14 @@ def run(args: argparse.Namespace) -> int:
             print(describe(config), flush=True)
             from alexnet.train.run import train
 
-            train(config, command=command_line(args))
+            command = command_line(args) + (["--overwrite"] if args.overwrite else [])
+            train(config, command=command, overwrite=args.overwrite)
     except NonFiniteLossError as err:
         print(f"alexnet train: stopped: {err}", file=sys.stderr)
         return 3
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"alexnet train: error: {err}", file=sys.stderr)
-        return 2
+    except TrainingInterrupted as err:
+        print(f"alexnet train: {err}", file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 

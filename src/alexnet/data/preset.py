@@ -17,6 +17,7 @@ have conv1's input channels flipped once when they are imported.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,10 @@ class Preprocess:
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"preprocess.resize is {self.resize!r}; use {RESIZE_MODES}")
+        for name in ("image_size", "crop_size", "in_chans"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"preprocess.{name} is {value!r}; expected an integer >= 1")
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"preprocess.normalize is {self.normalize!r}; use {NORMALIZE_MODES}")
         if self.normalize == "mean_image":
@@ -58,10 +63,19 @@ class Preprocess:
                     f"mean_image has shape {tuple(self.mean_image.shape)}; expected "
                     f"({self.image_size}, {self.image_size}, {self.in_chans})"
                 )
-        elif self.mean is None or self.std is None or len(self.mean) != self.in_chans:
+        elif (
+            self.mean is None
+            or self.std is None
+            or len(self.mean) != self.in_chans
+            or len(self.std) != self.in_chans
+            or not all(math.isfinite(v) for v in self.mean)
+            or not all(math.isfinite(v) and v > 0 for v in self.std)
+        ):
             raise ValueError(
                 f"preprocess.normalize is 'channel' but mean/std are {self.mean}/{self.std}"
             )
+        if self.mean_image is not None and not bool(self.mean_image.isfinite().all()):
+            raise ValueError("preprocess.mean_image holds non-finite values")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:

@@ -28,6 +28,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from alexnet.fileio import atomic_write_text
+
 CIFAR_NOTE = (
     "CIFAR-10 here is the shared quality-75 JPEG copy (chroma subsampled) of the original "
     "lossless images; accuracies run about 2-3 points lower than on the original batches."
@@ -150,11 +152,9 @@ def merged(*layers: dict[str, Any]) -> dict[str, Any]:
 
 def epoch_records(run_dir: Path) -> list[dict[str, Any]]:
     """The epoch lines of RUN_DIR/metrics.jsonl, in order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    lines = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [r for r in lines if r.get("kind") == "epoch"]
+    from alexnet.train.metrics_log import read_metrics
+
+    return [r for r in read_metrics(Path(run_dir)) if r.get("kind") == "epoch"]
 
 
 def fit(
@@ -195,7 +195,8 @@ def fit(
                 if (run_dir / "checkpoints" / "last.pt").is_file():
                     train(None, resume=str(run_dir), overrides={"epochs": target})
                 else:
-                    train(replace(config, epochs=target))
+                    # no checkpoint: an earlier attempt's partial files are replaced
+                    train(replace(config, epochs=target), overwrite=True)
             except NonFiniteLossError as err:
                 print(f"diverged: {err}")
                 diverged = True
@@ -338,6 +339,6 @@ def write_result(ctx: Context, result: dict[str, Any]) -> Path:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path = ctx.out / "result.json"
-    path.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    atomic_write_text(path, json.dumps(result, indent=1, default=float) + "\n")
     ctx.log(f"wrote {path}")
     return path

@@ -28,11 +28,13 @@ def sha256_file(path: Path) -> str:
 
 def release(source: str | Path, out_dir: str | Path) -> Path:
     """Write the release file for a run directory or checkpoint into out_dir; return its path."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; release writes into a directory")
     model, pre, meta = load_weights(source)
     metrics: dict[str, Any] = dict(meta.get("metrics", {}))
     if meta.get("last_epoch"):
         metrics["last_epoch"] = meta["last_epoch"]
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = save_weights(
         out_dir / f".{model.model_name}.partial.safetensors",

@@ -17,7 +17,6 @@ release) `config`, the recipe that made the weights.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,14 @@ from alexnet.data.preset import Preprocess
 from alexnet.models.pretrained.registry import get_weights, is_weights_name
 from alexnet.models.pretrained.store import load_entry
 from alexnet.models.pretrained.torchvision import import_torchvision_state_dict
-from alexnet.models.weights_file import build_model, default_classes, read_weights_file
+from alexnet.models.weights_file import (
+    build_model,
+    check_fit,
+    default_classes,
+    preset_from_dict,
+    read_weights_file,
+)
+from alexnet.train.metrics_log import read_metrics  # viz reads it from here
 
 
 def load_weights(
@@ -84,24 +90,6 @@ def run_data_spec(run_dir: Path) -> str | None:
     return (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data")
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a metrics.jsonl; a torn last line (a run killed mid-write) is skipped."""
-    if not path.is_file():
-        return []
-    records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            if n == len(lines) - 1:
-                continue
-            raise ValueError(f"{path}:{n + 1}: not JSON ({err})") from err
-    return records
-
-
 def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -117,8 +105,9 @@ def _from_checkpoint(
     missing = [k for k in ("model", "model_name", "model_options", "preprocess") if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {missing} (see docs/architecture.md)")
-    model = build_model(ckpt["model_name"], ckpt["model_options"], ckpt["model"])
-    pre = Preprocess.from_dict(ckpt["preprocess"])
+    model = build_model(ckpt["model_name"], ckpt["model_options"], ckpt["model"], path)
+    pre = preset_from_dict(ckpt["preprocess"], path)
+    check_fit(pre, model, path)
     default_classes(pre, model)
     meta = {
         "kind": "checkpoint",

@@ -11,8 +11,6 @@ of `alexnet train` and `alexnet weights pull|import` all write this one format.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from torch import nn
 
 from alexnet.data.classes import imagenet_class_names
 from alexnet.data.preset import Preprocess
+from alexnet.fileio import atomic_path
 from alexnet.models.registry import create_model
 
 FORMAT = "alexnet-weights/1"
@@ -31,14 +30,83 @@ MEAN_IMAGE_KEY = "preprocess.mean_image"
 
 
 def build_model(
-    model_name: str, model_options: dict[str, Any], state: dict[str, torch.Tensor]
+    model_name: str,
+    model_options: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    source: str | Path = "weights",
 ) -> nn.Module:
-    """Rebuild a registered model and load its state dict strictly."""
+    """Rebuild a registered model and load its state dict strictly; anything in the file that
+    does not fit (a name, options, a key, a shape, a non-finite value) is a ValueError naming
+    `source`."""
+    if not isinstance(model_name, str):
+        raise ValueError(f"{source}: model_name {model_name!r} is not a model name")
+    if not isinstance(model_options, dict) or not all(isinstance(k, str) for k in model_options):
+        raise ValueError(f"{source}: model_options {model_options!r} is not a mapping of options")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{source}: the weights are not a state dict of tensors")
     options = dict(model_options)
     num_classes = options.pop("num_classes", None)
+    try:  # shapes first, on the meta device: no memory for options such as num_classes=1e12
+        with torch.device("meta"):
+            shapes = create_model(model_name, num_classes=num_classes, **options).state_dict()
+    except (ValueError, TypeError, RuntimeError, OverflowError) as err:
+        raise ValueError(
+            f"{source}: {model_name!r} with options {model_options} cannot be built: {err}"
+        ) from err
+    check_state_dict(state, {k: tuple(v.shape) for k, v in shapes.items()}, source)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise ValueError(f"{source}: non-finite weights in {', '.join(bad[:3])}")
     model = create_model(model_name, num_classes=num_classes, **options)
     model.load_state_dict(state, strict=True)
     return model
+
+
+def check_state_dict(
+    state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]], source: str | Path
+) -> None:
+    """Raise naming `source` unless `state` has exactly the keys and shapes of `shapes`."""
+    missing = [k for k in shapes if k not in state]
+    extra = [k for k in state if k not in shapes]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {shapes[k]})"
+        for k in shapes
+        if k in state and tuple(state[k].shape) != shapes[k]
+    ]
+    problems = [
+        f"{label} {', '.join(items[:3])}{', ...' if items[3:] else ''}"
+        for label, items in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
+        if items
+    ]
+    if problems:
+        raise ValueError(f"{source}: weights do not fit the model: {'; '.join(problems)}")
+
+
+def preset_from_dict(d: Any, source: str | Path) -> Preprocess:
+    """Preprocess.from_dict of a file's `preprocess` entry; anything malformed names the file."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{source}: preprocess is {type(d).__name__}, not a mapping")
+    try:
+        return Preprocess.from_dict(d)
+    except (ValueError, TypeError, KeyError, RuntimeError, OverflowError) as err:
+        raise ValueError(f"{source}: bad preprocess entry: {err}") from err
+
+
+MAX_RESIZE = 8  # a weights file's image_size may be at most this many times its crop
+
+
+def check_fit(pre: Preprocess, model: nn.Module, source: str | Path) -> None:
+    """The preprocessing must feed this model: its crop and channels, a bounded resize."""
+    if pre.crop_size != model.input_size or pre.in_chans != model.in_chans:
+        raise ValueError(
+            f"{source}: preprocess makes {pre.in_chans}x{pre.crop_size}x{pre.crop_size} crops but "
+            f"the model takes {model.in_chans}x{model.input_size}x{model.input_size}"
+        )
+    if pre.image_size > MAX_RESIZE * pre.crop_size:
+        raise ValueError(
+            f"{source}: preprocess.image_size {pre.image_size} is over {MAX_RESIZE} times the "
+            f"crop ({pre.crop_size})"
+        )
 
 
 def default_classes(pre: Preprocess, model: nn.Module) -> None:
@@ -50,15 +118,29 @@ def default_classes(pre: Preprocess, model: nn.Module) -> None:
 def read_weights_file(path: str | Path) -> tuple[nn.Module, Preprocess, dict[str, Any]]:
     """(model, preset, header metadata) of a weights file; the model is in training mode."""
     path = Path(path)
-    with safe_open(str(path), framework="pt") as f:
-        header = (f.metadata() or {}).get(META_KEY)
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iter
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get(META_KEY)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iter
+    except Exception as err:  # SafetensorError, OSError, ...: a truncated or foreign file
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable safetensors file ({text})") from err
     if header is None:
         raise ValueError(f"{path}: no '{META_KEY}' metadata; not written by alexnet release/export")
-    meta = json.loads(header)
+    try:
+        meta = json.loads(header)
+    except ValueError as err:
+        raise ValueError(f"{path}: the '{META_KEY}' metadata is not JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the '{META_KEY}' metadata is not a JSON object")
+    missing = [k for k in ("model_name", "model_options", "preprocess") if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: the '{META_KEY}' metadata lacks {missing}")
+    if not isinstance(meta["preprocess"], dict):
+        raise ValueError(f"{path}: the metadata's preprocess is not a mapping")
     pre_dict = dict(meta["preprocess"])
     mean_image = tensors.pop(MEAN_IMAGE_KEY, None)
-    if pre_dict["normalize"] == "mean_image":
+    if pre_dict.get("normalize") == "mean_image":
         if mean_image is None:
             raise ValueError(
                 f"{path}: these weights subtract a mean image but the file has none (an "
@@ -66,8 +148,9 @@ def read_weights_file(path: str | Path) -> tuple[nn.Module, Preprocess, dict[str
                 "from `alexnet release` or the run directory"
             )
         pre_dict["mean_image"] = mean_image
-    model = build_model(meta["model_name"], meta["model_options"], tensors)
-    pre = Preprocess.from_dict(pre_dict)
+    model = build_model(meta["model_name"], meta["model_options"], tensors, path)
+    pre = preset_from_dict(pre_dict, path)
+    check_fit(pre, model, path)
     default_classes(pre, model)
     meta["kind"] = "weights"
     return model, pre, meta
@@ -119,19 +202,6 @@ def save_weights(
     if with_mean_image and pre.mean_image is not None:
         tensors[MEAN_IMAGE_KEY] = pre.mean_image.contiguous()
     header = weights_metadata(model, pre, metrics or {}, config, origin)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a weights file is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:  # 0666 less umask; a full disk leaves nothing (fileio)
+        save_file(tensors, str(tmp), metadata=header)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

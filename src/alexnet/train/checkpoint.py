@@ -8,49 +8,28 @@ write leaves the previous checkpoint intact (the timm habit). Reading uses
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from alexnet.fileio import atomic_path
+
 REQUIRED_KEYS = ("model", "model_name", "model_options", "preprocess")
+# what `alexnet train --resume` needs beyond REQUIRED_KEYS (a released weights file has none)
+RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "batch_in_epoch", "rng", "best_metric",
+               "config")  # fmt: skip
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """Write `obj` with torch.save to `path` so that readers see the old or the new file only."""
+    """Write `obj` with torch.save to `path` so that readers see the old or the new file only
+    (a failed write raises `alexnet.fileio.WriteError` and leaves the old file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from other users
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_path(path, mkdir=True) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
     return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -63,6 +42,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         raise ValueError(f"{path} is not an alexnet checkpoint (needs keys {REQUIRED_KEYS})")
     return ckpt
+
+
+def check_resumable(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Raise naming `path` unless `ckpt` holds everything an exact resume restores."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise ValueError(
+            f"{path}: cannot resume from this checkpoint: it lacks {missing} (a weights-only "
+            "file? resume takes a run dir or its checkpoints/last.pt)"
+        )
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["rng"], dict):
+        raise ValueError(f"{path}: cannot resume: its config or rng state is malformed")
 
 
 def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import math
 import re
 import types
 import typing
@@ -121,10 +122,18 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
         raise FileNotFoundError(f"recipe file {path} cannot be read: {err}") from err
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"recipe file {path} is not valid YAML: {_one_line(err)}") from err
     if not isinstance(data, dict):
         raise ValueError(f"recipe file {path} must hold a mapping of config fields")
     check_keys(data, str(path))
     return data
+
+
+def _one_line(err: Exception) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + (getattr(err, "problem", None) or str(err).splitlines()[0])
 
 
 def check_keys(values: dict[str, Any], source: str) -> None:
@@ -142,6 +151,8 @@ def make_config(*layers: dict[str, Any]) -> TrainConfig:
         check_keys(layer, "config")
         for key, value in layer.items():
             if key == "model_options":
+                if value is not None and not isinstance(value, dict):
+                    raise ValueError(f"config model_options={value!r} must be a mapping")
                 merged[key] = {**merged.get(key, {}), **(value or {})}
             else:
                 merged[key] = value
@@ -169,9 +180,16 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"precision {config.precision!r} is not one of auto, fp32, bf16")
     if not 0.0 <= config.val_split < 1.0:
         raise ValueError(f"val_split {config.val_split} must be in [0, 1)")
-    for name in ("epochs", "batch_size"):
+    for name in ("epochs", "batch_size", "image_size", "step_epochs"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    for name in ("workers", "max_steps", "ckpt_every", "log_every", "threads", "stuck_steps",
+                 "patience", "max_drops"):  # fmt: skip
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    for name in ("lr", "momentum", "weight_decay", "pca_std", "lr_factor"):
+        if not math.isfinite(getattr(config, name)) or getattr(config, name) < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {getattr(config, name)}")
     if config.lr <= 0:
         raise ValueError(f"lr must be > 0, got {config.lr}")
 
@@ -264,7 +282,12 @@ def _parse_option(item: str) -> tuple[str, Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise ValueError(f"--model-option {item!r} must look like KEY=VALUE")
-    return key, yaml.safe_load(raw)
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ValueError(
+            f"--model-option {item!r}: the value is not YAML ({_one_line(err)})"
+        ) from err
 
 
 def resolve_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:

@@ -48,6 +48,18 @@ def hold_out(store: Any, fraction: float, seed: int) -> tuple[StoreSubset, Store
     return StoreSubset(store, np.sort(order[n_val:])), StoreSubset(store, np.sort(order[:n_val]))
 
 
+def check_labels(store: Any, num_classes: int) -> Any:
+    """`store`, after checking that its labels index the run's `num_classes` classes."""
+    labels = np.asarray(store.labels)
+    bad = labels[(labels < 0) | (labels >= num_classes)] if len(labels) else labels
+    if len(bad):
+        raise ValueError(
+            f"{store.path}: {len(bad)} label(s) out of range for the {num_classes} classes of "
+            f"the train split (e.g. {int(bad[0])}); the store is damaged, prepare it again"
+        )
+    return store
+
+
 @dataclass
 class RunData:
     """The stores and loaders of one run (val/test loaders are None when absent)."""
@@ -77,9 +89,10 @@ def build_loaders(
     from alexnet.models import model_defaults
 
     store = open_store(splits["train"])
+    check_labels(store, len(store.classes))
     train_part, val_part = store, None
     if "val" in splits:
-        val_part = open_store(splits["val"])
+        val_part = check_labels(open_store(splits["val"]), len(store.classes))
     elif config.val_split > 0 and round(len(store) * config.val_split) > 0:
         train_part, val_part = hold_out(store, config.val_split, config.seed)
     crop = int(config.model_options.get("input_size", model_defaults(config.model)["input_size"]))
@@ -99,7 +112,11 @@ def build_loaders(
         drop_last=True, **common,
     )  # fmt: skip
     test_split = "test" if "test" in splits else ("val" if val_part is not None else "")
-    test_store = open_store(splits["test"]) if "test" in splits else val_part
+    test_store = (
+        check_labels(open_store(splits["test"]), len(store.classes))
+        if "test" in splits
+        else val_part
+    )
     return RunData(
         train_store=store, train=train, val=evaluation(val_part), test=evaluation(test_store),
         test_ten=evaluation(test_store, ten_crop=True), test_split=test_split, crop_size=crop,

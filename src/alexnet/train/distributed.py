@@ -58,9 +58,19 @@ def pick_device(name: str, ctx_local_rank: int = 0) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", ctx_local_rank % torch.cuda.device_count())
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {name}: not a device (e.g. cpu, cuda, cuda:1)") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type not in ("cpu", "cuda"):
+        try:
+            torch.empty(0, device=device)
+        except Exception as err:  # each backend fails in its own way
+            raise ValueError(f"--device {name}: not usable here ({err})") from err
     return device
 
 

@@ -9,7 +9,9 @@ and the running train sums are saved with the weights.
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,7 +43,40 @@ class BatchSource(Protocol):
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the run stopped at a step boundary and saved checkpoints/last.pt (still an
+    interrupt to code that does not know it: nothing catching Exception swallows it)."""
+
+
+class _InterruptFlag:
+    """SIGINT sets `raised` (the loop stops after the step in progress and saves); a second
+    SIGINT raises KeyboardInterrupt at once. Only the main thread can take signals."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _InterruptFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+        print(
+            "\ninterrupt: saving a checkpoint after this step (Ctrl-C again to quit without)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @dataclass
@@ -85,6 +120,8 @@ class Trainer:
         self._stuck = 0  # consecutive steps with the loss near ln(num_classes)
         self._first_loss: float | None = None  # for the early-rise warning
         self._rise_warned = False
+        self._interrupt = _InterruptFlag()
+        self._stop = False  # an interrupt every rank has seen (reduced with the loss)
         self.memory_format = memory_format(device, precision)
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -129,13 +166,31 @@ class Trainer:
         ckpt_io.set_rng_state(ckpt["rng"])
 
     def save(self, best: bool = False) -> None:
-        """checkpoints/last.pt (and best.pt), rank 0 only, atomically."""
+        """checkpoints/last.pt (and best.pt), rank 0 only, atomically; never non-finite weights
+        (every rank checks its identical copy, so all stop together)."""
+        self._check_finite_weights()
         if not self.ctx.is_main:
             return
         state = self.state()
         ckpt_io.save_atomic(state, self.run_dir / "checkpoints" / "last.pt")
         if best:
             ckpt_io.save_atomic(state, self.run_dir / "checkpoints" / "best.pt")
+
+    def _last_good(self) -> str:
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if last.is_file():
+            return f"the last good checkpoint is {last}"
+        return "no checkpoint had been saved yet"
+
+    def _check_finite_weights(self) -> None:
+        tensors = [*self.core.named_parameters(), *self.core.named_buffers()]
+        bad = [n for n, t in tensors if t.is_floating_point() and not bool(t.isfinite().all())]
+        if bad:
+            raise NonFiniteLossError(
+                f"the weights became non-finite ({', '.join(bad[:3])}{', ...' if bad[3:] else ''}"
+                f") by step {self.progress.step} (epoch {self.progress.epoch + 1}); they were not "
+                f"saved and {self._last_good()}. Lower --lr or check the data."
+            )
 
     # -- one pass ----------------------------------------------------------------------------
     def _forward_loss(
@@ -153,13 +208,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # averaged over ranks so that every rank sees the same value and stops together on NaN
-        mean_loss = float(all_reduce_mean(loss.detach(), self.ctx))
+        # with it, whether any rank was interrupted, so that all stop after the same step
+        flag = torch.tensor(float(self._interrupt.raised), device=loss.device)
+        reduced = all_reduce_mean(torch.stack([loss.detach().float(), flag]), self.ctx)
+        mean_loss, self._stop = float(reduced[0]), bool(reduced[1] > 0)
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(
                 f"loss became {mean_loss} at step {self.progress.step + 1} (epoch "
-                f"{self.progress.epoch + 1}); the update was not applied and the last good "
-                f"checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}. Lower --lr or check "
-                f"the data."
+                f"{self.progress.epoch + 1}); the update was not applied and "
+                f"{self._last_good()}. Lower --lr or check the data."
             )
         self.optimizer.step()
         return logits, mean_loss
@@ -183,11 +240,24 @@ class Trainer:
         self.log = RunLog(self.run_dir if self.ctx.is_main else None, resume_step)
         record: dict[str, Any] = {}
         try:
-            while self.progress.epoch < self.config.epochs and not self._steps_done():
-                record = self._train_epoch() or record
+            with self._interrupt:
+                while self.progress.epoch < self.config.epochs and not self._steps_done():
+                    record = self._train_epoch() or record
+                    if self._interrupt.raised and not self.ctx.enabled:  # during validation
+                        self._interrupted()
         finally:
             self.log.close()
         return record
+
+    def _interrupted(self) -> None:
+        """Stop after a Ctrl-C; the caller has just saved checkpoints/last.pt."""
+        prog = self.progress
+        epoch = prog.epoch + 1 if prog.batch_in_epoch else prog.epoch
+        raise TrainingInterrupted(
+            f"interrupted at epoch {epoch} step {prog.step}; saved "
+            f"{self.run_dir / 'checkpoints' / 'last.pt'}; continue with "
+            f"alexnet train --resume {self.run_dir}"
+        )
 
     def _total_steps(self) -> int:
         """Steps in `epochs` epochs: what cosine anneals over (max_steps only stops early, so a
@@ -232,9 +302,17 @@ class Trainer:
                     epoch=prog.epoch, step=prog.step, loss=loss, lr=self.schedule.lr,
                     img_per_s=img_per_s,
                 )  # fmt: skip
-            if self._steps_done() or (cfg.ckpt_every and prog.step % cfg.ckpt_every == 0):
+            if (
+                self._stop
+                or self._steps_done()
+                or (cfg.ckpt_every and prog.step % cfg.ckpt_every == 0)
+            ):
                 prog.train_sums = self._reduced_sums(meter)
                 self.save()
+            if self._stop:
+                if bar is not None:
+                    bar.close()
+                self._interrupted()
             if self._steps_done():
                 break
         if bar is not None:

@@ -7,9 +7,10 @@ are dropped first, so the file reads as if the run had never stopped.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from alexnet.fileio import WriteError, atomic_write_text
 
 STEP_KEYS = ("epoch", "step", "loss", "lr", "img_per_s")
 EPOCH_KEYS = (
@@ -37,8 +38,11 @@ class RunLog:
     def _write(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full disk: the torn line is dropped on resume
+            raise WriteError(err.errno, f"cannot append to {self.path}: {err.strerror}") from err
 
     def step(self, **values: Any) -> None:
         """A step line: epoch, step, loss, lr, img_per_s."""
@@ -67,22 +71,40 @@ class RunLog:
 
 
 def truncate_after(path: Path, step: int) -> None:
-    """Keep only the lines of `path` whose step is at most `step` (atomic rewrite)."""
+    """Keep only the records of `path` whose step is at most `step` (atomic rewrite); a torn
+    last line (a full disk or a kill mid-write) goes too, and so do partial-epoch records (the
+    resumed run completes that epoch)."""
     kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip()
-        and json.loads(line).get("step", 0) <= step
-        and json.loads(line).get("kind") != "partial_epoch"  # the resumed run completes it
+        r
+        for r in read_metrics(path)
+        if r.get("step", 0) <= step and r.get("kind") != "partial_epoch"
     ]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a metrics.jsonl (a run dir or the file)."""
+    """All records of a metrics.jsonl (a run dir or the file; none if it does not exist).
+
+    The one reader of the format: a torn last line (a run killed or out of disk mid-write) is
+    skipped; a bad line anywhere else is an error naming the file and line.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except ValueError as err:  # json.JSONDecodeError is a ValueError
+            if not any(rest.strip() for rest in lines[n:]):
+                continue  # the last line: torn by a kill or a full disk
+            raise ValueError(f"{path}:{n}: not a metrics record ({err})") from err
+        records.append(record)
+    return records

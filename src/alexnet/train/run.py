@@ -7,6 +7,7 @@ use the val split (or `val_split` of train held out), never the test split.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -25,8 +26,9 @@ import yaml
 from alexnet.cache import cache_dir
 from alexnet.data.stats import DataStats
 from alexnet.data.store import open_store
+from alexnet.fileio import atomic_write_text
 from alexnet.models.transfer import Transfer
-from alexnet.train.checkpoint import load_checkpoint
+from alexnet.train.checkpoint import check_resumable, load_checkpoint, resolve_checkpoint
 from alexnet.train.config import TrainConfig, config_to_dict, make_config
 from alexnet.train.distributed import (
     DistContext,
@@ -38,6 +40,7 @@ from alexnet.train.distributed import (
 )
 from alexnet.train.init import InitSource, load_source, param_groups, preset_stats
 from alexnet.train.loop import Trainer
+from alexnet.train.rundir import claim_run_dir
 
 
 def data_splits(
@@ -148,7 +151,9 @@ def default_run_dir(config: TrainConfig) -> Path:
 def write_run_files(run_dir: Path, config: TrainConfig, command: list[str]) -> None:
     """config.yaml (the resolved config) and command.txt (the exact command line)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    atomic_write_text(
+        run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    )
     world = os.environ.get("WORLD_SIZE", "1")
     prefix = f"# under torchrun, WORLD_SIZE={world}\n" if world != "1" else ""
     with (run_dir / "command.txt").open("a") as handle:  # a resume appends its own line
@@ -158,6 +163,7 @@ def write_run_files(run_dir: Path, config: TrainConfig, command: list[str]) -> N
 def resume_config(run_dir: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict]:
     """The saved run's config with the flags given now on top, and its last checkpoint."""
     ckpt = load_checkpoint(run_dir)
+    check_resumable(ckpt, resolve_checkpoint(run_dir))
     config = make_config(ckpt["config"], {**overrides, "out": str(run_dir)})
     return config, ckpt
 
@@ -168,9 +174,13 @@ def train(
     resume: str | None = None,
     overrides: dict[str, Any] | None = None,
     command: list[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run training as configured, or continue run dir `resume` (then `config` is ignored and
-    `overrides` apply to the saved config; an `lr` among them changes the lr by hand)."""
+    `overrides` apply to the saved config; an `lr` among them changes the lr by hand).
+
+    A fresh run into a directory holding a run is refused unless `overwrite` (which clears it);
+    the run directory is locked for the whole run (alexnet.train.rundir)."""
     ckpt, lr_override = None, None
     if resume:
         overrides = dict(overrides or {})
@@ -184,7 +194,11 @@ def train(
     ctx = init_distributed(device)
     try:
         command = command or ["alexnet", "train", *sys.argv[1:]]
-        return _train(config, ctx, device, ckpt, lr_override, command)
+        if not config.out:
+            config = make_config(config_to_dict(config), {"out": str(default_run_dir(config))})
+        claim = claim_run_dir(Path(config.out), resume=ckpt is not None, overwrite=overwrite)
+        with claim if ctx.is_main else contextlib.nullcontext():
+            return _train(config, ctx, device, ckpt, lr_override, command)
     finally:
         cleanup(ctx)
 
@@ -217,7 +231,7 @@ def _train(
     used = stats(data.train_store.stats) if stats else data.train_store.stats
     preprocess = make_preprocess(data.train_store, core.input_size, config.normalize, used)
     groups = param_groups(core, transfer.fresh, config.new_layer_lr) if transfer else None
-    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    run_dir = Path(config.out)
     real = {"out": str(run_dir), "quiet": config.quiet, "image_size": data.train_store.image_size}
     config = make_config(config_to_dict(config), real)  # config.yaml records the real store size
     if ctx.is_main and data.held_out:
@@ -231,7 +245,11 @@ def _train(
         device=data.input_device or device, precision=precision, ctx=ctx, param_groups=groups,
     )  # fmt: skip
     if ckpt is not None:
-        trainer.load_state(ckpt, lr_override)
+        try:
+            trainer.load_state(ckpt, lr_override)
+        except (KeyError, TypeError, AttributeError, RuntimeError, IndexError, ValueError) as err:
+            name = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"
+            raise ValueError(f"{run_dir}: cannot resume from its checkpoint ({name})") from err
     if ctx.is_main:
         write_run_files(run_dir, config, command)
         if ckpt is not None:  # a fresh run's recipe line came first, from `alexnet train`
@@ -287,7 +305,7 @@ def final_test(trainer: Trainer, data: Any, config: TrainConfig, precision: str)
 
 def _finish(trainer: Trainer, result: dict, run_dir: Path, config: TrainConfig) -> None:
     if result:
-        (run_dir / "test_metrics.json").write_text(json.dumps(result, indent=1))
+        atomic_write_text(run_dir / "test_metrics.json", json.dumps(result, indent=1))
         print(
             f"final {result['split']} ({result['count']} images"
             f"{', ten crops' if result['ten_crop'] else ''}): top-1 acc {result['top1_acc']:.4f}"

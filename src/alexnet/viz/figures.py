@@ -25,6 +25,7 @@ import numpy as np
 from torch import nn
 
 from alexnet.data.preset import Preprocess
+from alexnet.fileio import atomic_write_text
 from alexnet.infer.features import prepared_splits, store_features
 from alexnet.infer.weights import load_weights, read_metrics, run_data_spec
 from alexnet.viz import curves, kernels, neighbours, predictions
@@ -118,7 +119,7 @@ def make_figures(
             drawn = _image_figures(model, pre, spec, out, count, queries, index_size, source, label)
     manifest["skipped"] += drawn.pop("skipped", [])
     manifest.update(drawn)
-    (out / "figures.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    atomic_write_text(out / "figures.json", json.dumps(manifest, indent=2))
     manifest["out"] = str(out)
     return manifest
 

@@ -68,6 +68,8 @@ def check_torchvision_state_dict(state: Any, source: str | Path = "state dict") 
             f"{source}: not a torchvision alexnet state dict (missing {missing[:4]}, "
             f"unexpected {unexpected[:4]})"
         )
+    if state["classifier.6.weight"].dim() != 2:
+        raise ValueError(f"{source}: classifier.6.weight is not a matrix")
     num_classes = state["classifier.6.weight"].shape[0]
     for key, want in TORCHVISION_SHAPES.items():
         shape = tuple(num_classes if d == -1 else d for d in want)
@@ -83,7 +85,7 @@ def import_torchvision_state_dict(
 ) -> tuple[nn.Module, Preprocess, dict[str, Any]]:
     """torchvision alexnet state dict -> (alexnet_owt with it loaded strictly, preprocess, meta)."""
     num_classes = check_torchvision_state_dict(state, source)
-    model = build_model("alexnet_owt", {"num_classes": num_classes}, state)
+    model = build_model("alexnet_owt", {"num_classes": num_classes}, state, source)
     classes: list[str] = []
     if num_classes == 1000:
         classes = imagenet_class_names()
