@@ -448,7 +448,9 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_that_looks_complete(tmp_path
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().count("\n") == 0 and "File too large" in done.stderr
         assert "Traceback" not in done.stderr
-        assert not list(out.glob(".*tmp-*"))  # nothing partial left behind
+        assert not list(out.glob(".*tmp-*")) and not list(
+            out.glob(".*.tmp")
+        )  # nothing partial left behind
         assert set(find_splits(out)) <= {"train"}  # what is there is whole
     done = subprocess.run([*cmd[:-1], "10000000000"], capture_output=True, env=env, timeout=300)
     assert done.returncode == 0 and set(find_splits(out)) == {"train", "val"}
@@ -458,7 +460,7 @@ def test_small_outputs_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     """A write that fails half-way (a full disk) leaves the previous summary and rejects."""
     import errno
 
-    from alexnet import paths
+    from alexnet import fileio
     from alexnet.data.prepare import prepare
 
     src, out = _folder(tmp_path / "src"), tmp_path / "out"
@@ -480,11 +482,11 @@ def test_small_outputs_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
             self.f.write(data[: len(data) // 2])
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(paths, "open", HalfFull, raising=False)
+    monkeypatch.setattr(fileio, "open", HalfFull, raising=False)  # the one atomic writer
     with pytest.raises(OSError, match="No space"):
         prepare(src, out, size=16, quiet=True, workers=1)
     assert {n: (out / n).read_bytes() for n in before} == before
-    assert not list(out.glob(".*tmp-*"))
+    assert not list(out.glob(".*tmp-*")) and not list(out.glob(".*.tmp"))
 
 
 def test_a_store_of_another_version_is_named_not_a_missing_split(tmp_path):

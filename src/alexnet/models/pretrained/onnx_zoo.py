@@ -50,33 +50,6 @@ MODEL_OPTIONS: dict[str, Any] = {
     "init": "caffe",
 }
 
-_ZOO = "https://github.com/onnx/models/raw/main/validated/vision/classification/alexnet/model/"
-# The fp32 files, from onnx/models ONNX_HUB_MANIFEST.json (model_sha = the Git LFS oid sha256,
-# model_bytes = its size; the LFS pointers of -6, -8, -9 and -12 were read too and agree). The
-# -12-int8 / -12-qdq files are quantised graphs (QLinearConv, QuantizeLinear ...): not importable
-# here, listed for completeness.
-ZOO_FILES: dict[str, dict[str, Any]] = {
-    name: {"url": f"{_ZOO}{name}.onnx", "opset": opset, "onnx": version, "bytes": size,
-           "sha256": sha256, "quantised": name.endswith(("int8", "qdq"))}
-    for name, opset, version, size, sha256 in [
-        ("bvlcalexnet-3", 3, "1.1", 243863514,
-         "e9e222ef55ba873b219f22987130fb0567cb7bc7d3f1afeb47ff442bc0e11b6d"),
-        ("bvlcalexnet-6", 6, "1.1.2", 243863628,
-         "f1ae53b93d83dd74731c84337ae64035288ce336794a46e2b17b56e7566feaab"),
-        ("bvlcalexnet-7", 7, "1.2", 243863542,
-         "d9c9134b90c760d4231e89ad9758bcc8a9397c3ba1cd56fadbef888b534ac6b4"),
-        ("bvlcalexnet-8", 8, "1.3", 243863542,
-         "9a4dc22fd706a19462aaec3b08e027e0ef89daf63d123824f20b59b6de9a727b"),
-        ("bvlcalexnet-9", 9, "1.4", 243863542,
-         "ef3c82dad5c512f969dbf701fe35c0b3feb1585687d541f765eb68730c0a8af7"),
-        ("bvlcalexnet-12", 12, "1.9", 243863787,
-         "6b0da9510f27f234ee96a85dc3809dd210150fdefad87f6850f9788513216945"),
-        ("bvlcalexnet-12-int8", 12, "1.9", 60984008,
-         "d53bbedf100be79277cf55d78c72bdcb67d88786988561bf5d530f038e443c7b"),
-        ("bvlcalexnet-12-qdq", 12, "1.9", 61009072,
-         "c103c0f7b8f9d8d64b400e0899d5934d2a13d1f08368ba1907285aa0691f4cbb"),
-    ]
-}  # fmt: skip
 
 # (label, out, in per group, kernel, stride, pad, groups): bvlc_alexnet's deploy.prototxt.
 _CONVS = {
