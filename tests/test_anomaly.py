@@ -10,7 +10,7 @@ import pytest
 
 from alexnet.cli import main
 from alexnet.infer.anomaly import Bank, auroc, evaluate_held_out_class
-from alexnet.infer.weights import load_weights
+from alexnet.train.weights import load_weights
 from test_infer_helpers import make_run, photos, prepared_data
 
 

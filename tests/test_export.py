@@ -15,9 +15,9 @@ from torch import nn
 from alexnet.cli import main
 from alexnet.infer.export import example_input, export_onnx, export_torchscript
 from alexnet.infer.release import release
-from alexnet.infer.weights import load_weights
 from alexnet.models import create_model, list_models
 from alexnet.models.pretrained.torchvision import export_torchvision_state_dict
+from alexnet.train.weights import load_weights
 from test_infer_helpers import make_run, tiny_model
 
 

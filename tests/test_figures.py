@@ -12,7 +12,7 @@ from PIL import Image
 
 from alexnet.cli import main
 from alexnet.infer.features import nearest, store_features
-from alexnet.infer.weights import load_weights, read_metrics
+from alexnet.train.weights import load_weights, read_metrics
 from alexnet.viz import curves, kernels, neighbours, predictions
 from alexnet.viz.figures import make_figures
 from test_infer_helpers import make_run, prepared_data, tiny_model

@@ -93,7 +93,7 @@ def test_cifar10_via_train_is_stored_at_32_px(tmp_path, cache, monkeypatch, caps
     assert "batch/s" not in captured.err  # and hides the bar
     partial = [r for r in read_metrics(out) if r["kind"] == "partial_epoch"]
     assert partial and partial[0]["batches"] == 1 and partial[0]["epoch"] == 1
-    from alexnet.infer.weights import load_weights
+    from alexnet.train.weights import load_weights
 
     model, pre, _ = load_weights(out)  # inference upscales as training did
     assert (pre.image_size, pre.crop_size) == (32, 67)

@@ -144,8 +144,7 @@ def test_resume_drops_a_torn_metrics_line(data, tmp_path, capsys):
 
 def test_one_metrics_reader(tmp_path):
     from alexnet.experiments.common import epoch_records
-    from alexnet.infer import weights
-    from alexnet.train import metrics_log
+    from alexnet.train import metrics_log, weights
 
     assert weights.read_metrics is metrics_log.read_metrics
     path = tmp_path / "metrics.jsonl"

@@ -14,8 +14,8 @@ from alexnet.cli import main
 from alexnet.data.classes import build_tsv_from_package, imagenet_classes
 from alexnet.data.preset import Preprocess, ten_crop
 from alexnet.infer.predict import embed_files, expand_inputs, predict_files
-from alexnet.infer.weights import load_weights
 from alexnet.train.checkpoint import save_atomic
+from alexnet.train.weights import load_weights
 from test_infer_helpers import CLASSES, IMAGE, INPUT, checkpoint, make_run, photos, tiny_model
 
 

@@ -19,8 +19,8 @@ from alexnet.data.preset import center_crop
 from alexnet.data.store import open_store
 from alexnet.infer.export import export_onnx
 from alexnet.infer.predict import embed_files, predict_files
-from alexnet.infer.weights import load_weights
 from alexnet.train.run import eval_stats
+from alexnet.train.weights import load_weights
 from test_infer_helpers import IMAGE, make_run, tiny_model
 
 ort = pytest.importorskip("onnxruntime")

@@ -10,9 +10,9 @@ import yaml
 from alexnet.cli import main
 from alexnet.data.prepare import prepare
 from alexnet.data.store import open_store
-from alexnet.infer.weights import load_weights
 from alexnet.train.data import hold_out
 from alexnet.train.metrics_log import EPOCH_KEYS, read_metrics
+from alexnet.train.weights import load_weights
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 def _features(weights: str, inputs: list[str], batch_size: int) -> tuple[list, object]:
     from alexnet.infer.features import pooled_conv
     from alexnet.infer.predict import embed_files, expand_inputs
-    from alexnet.infer.weights import load_weights
+    from alexnet.train.weights import load_weights
 
     model, pre, _ = load_weights(weights)
     items = list(
@@ -109,7 +109,7 @@ def _eval(args: argparse.Namespace) -> int:
     from alexnet.data.store import open_store
     from alexnet.infer.anomaly import evaluate_held_out_class
     from alexnet.infer.features import prepared_splits
-    from alexnet.infer.weights import load_weights, run_data_spec
+    from alexnet.train.weights import load_weights, run_data_spec
 
     model, pre, _ = load_weights(args.weights)
     spec = args.data or (run_data_spec(Path(args.weights)) if Path(args.weights).is_dir() else None)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """fc7 features of every readable file, as float32 (N, D) .npy plus a file list beside it."""
     from alexnet.infer.predict import embed_files, expand_inputs
-    from alexnet.infer.weights import load_weights
+    from alexnet.train.weights import load_weights
 
     check_weights_argument(args.weights)
     out = npy_path(Path(args.out))

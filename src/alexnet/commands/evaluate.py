@@ -104,9 +104,9 @@ def evaluate_weights(args: argparse.Namespace) -> dict | None:
     from alexnet.data.loader import make_loader
     from alexnet.data.store import open_store
     from alexnet.eval.evaluate import evaluate
-    from alexnet.infer.weights import load_weights
     from alexnet.train.distributed import barrier, cleanup, init_distributed, pick_device
     from alexnet.train.run import data_splits, eval_stats
+    from alexnet.train.weights import load_weights
 
     device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
     ctx = init_distributed(device)

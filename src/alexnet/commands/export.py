@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @user_errors("export")
 def run(args: argparse.Namespace) -> int:
     from alexnet.infer import export
-    from alexnet.infer.weights import load_weights
     from alexnet.models.pretrained.torchvision import export_torchvision_state_dict
+    from alexnet.train.weights import load_weights
 
     args.out = args.out or default_out(args.weights, args.format)
     check_output_dir(args.out)

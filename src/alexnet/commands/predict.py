@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @user_errors("predict")
 def run(args: argparse.Namespace) -> int:
     from alexnet.infer.predict import expand_inputs, predict_files
-    from alexnet.infer.weights import load_weights
+    from alexnet.train.weights import load_weights
 
     check_weights_argument(args.weights)
     model, pre, meta = load_weights(args.weights, device=device_argument(args.device))

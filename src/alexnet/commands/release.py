@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     print(path)
     source = Path(args.checkpoint)
     if source.is_dir():  # which weights, in the words train and evaluate use
-        from alexnet.infer.weights import find_checkpoint
+        from alexnet.train.weights import find_checkpoint
 
         print(f"weights: {find_checkpoint(source).name} of {source}", file=sys.stderr)
     return 0

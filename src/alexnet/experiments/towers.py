@@ -43,7 +43,7 @@ def permutation_p(spec: np.ndarray, permutations: int = PERMUTATIONS, seed: int 
 
 def measure(run_dir: Any, png: Any) -> dict[str, Any]:
     """Tower means, gap and permutation p of a finished run's final conv1; the kernel grid PNG."""
-    from alexnet.infer.weights import load_weights
+    from alexnet.train.weights import load_weights
     from alexnet.viz.kernels import colour_specificity, first_conv_weight, plot_kernels
 
     model, _, _ = load_weights(run_dir / "checkpoints" / "last.pt")

@@ -1,3 +1,3 @@
-"""Using trained weights: load them with their own preprocessing (`weights`), predict and embed
-image files (`predict`), export them (`export`, `release`), features of
-prepared images (`features`) and k-NN anomaly scoring (`anomaly`). See docs/architecture.md."""
+"""Using trained weights (loaded by `alexnet.train.weights.load_weights`): predict and embed image
+files (`predict`), export them (`export`, `release`), features of prepared images (`features`)
+and k-NN anomaly scoring (`anomaly`). See docs/architecture.md."""

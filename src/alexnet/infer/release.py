@@ -1,6 +1,6 @@
 """Release weights: a checkpoint stripped to what inference needs, named by its content hash.
 
-The file is a weights `.safetensors` (see `alexnet.infer.weights`): the state dict, the mean image
+The file is a weights `.safetensors` (see `alexnet.train.weights`): the state dict, the mean image
 when the net subtracts one, and a header with model name, options, preprocessing, class names,
 metrics and the training config, so it carries its own transforms. Its name is
 `<model_name>-<first 8 hex of the file's sha256>.safetensors` (the convention of torch.hub
@@ -13,8 +13,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from alexnet.infer.weights import load_weights
 from alexnet.models.weights_file import save_weights
+from alexnet.train.weights import load_weights
 
 
 def sha256_file(path: Path) -> str:

@@ -13,7 +13,6 @@ sizes, so the loaded layers see the inputs they were trained on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +20,7 @@ import torch
 
 from alexnet.data.preset import Preprocess
 from alexnet.data.stats import DataStats
-from alexnet.models.pretrained.registry import get_weights, is_weights_name
-from alexnet.models.pretrained.store import load_entry
-from alexnet.models.pretrained.torchvision import import_torchvision_state_dict
-from alexnet.models.weights_file import build_model, read_weights_file
-from alexnet.train.checkpoint import resolve_checkpoint
+from alexnet.train.weights import load_weights
 
 
 @dataclass(frozen=True)
@@ -40,24 +35,9 @@ class InitSource:
 
 
 def load_source(spec: str) -> InitSource:
-    """Read `--init-from`: a registry name, run dir, checkpoint, weights file or torchvision."""
-    path = Path(spec)
-    if not path.exists() and is_weights_name(spec):
-        model, pre, _ = load_entry(get_weights(spec))
-    elif path.suffix == ".safetensors" and path.is_file():
-        model, pre, _ = read_weights_file(path)
-    else:
-        file = resolve_checkpoint(path, "best.pt" if (path / "checkpoints/best.pt").is_file()
-                                  else "last.pt")  # fmt: skip
-        try:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises several types for foreign files
-            raise ValueError(f"--init-from {file}: not loadable weights ({err})") from err
-        if isinstance(obj, dict) and "model_name" in obj and "preprocess" in obj:
-            model = build_model(obj["model_name"], obj["model_options"], obj["model"])
-            pre = Preprocess.from_dict(obj["preprocess"])
-        else:
-            model, pre, _ = import_torchvision_state_dict(obj, source=file)
+    """Read `--init-from` with the one weights loader (train/weights.py): a registry name, run
+    dir, checkpoint, weights file or torchvision state dict."""
+    model, pre, _ = load_weights(spec)
     options = {k: v for k, v in model.model_options.items() if k not in ("num_classes", "in_chans")}
     return InitSource(spec, model.model_name, options, model.state_dict(), pre)
 

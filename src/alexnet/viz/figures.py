@@ -27,7 +27,7 @@ from torch import nn
 from alexnet.data.preset import Preprocess
 from alexnet.fileio import atomic_write_text
 from alexnet.infer.features import prepared_splits, store_features
-from alexnet.infer.weights import load_weights, read_metrics, run_data_spec
+from alexnet.train.weights import load_weights, read_metrics, run_data_spec
 from alexnet.viz import curves, kernels, neighbours, predictions
 
 

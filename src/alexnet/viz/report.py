@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from alexnet.infer.weights import read_metrics
 from alexnet.paths import inside, write_atomic
+from alexnet.train.weights import read_metrics
 
 COLUMNS = [
     ("epoch", "epoch", "{}"),
