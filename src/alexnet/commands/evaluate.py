@@ -174,12 +174,9 @@ def _run_data(weights: str) -> str:
     """The `data` a run was trained on (from its config.yaml), for `--data`'s default."""
     from pathlib import Path
 
-    import yaml
+    from alexnet.train.weights import run_data_spec
 
-    config = Path(weights) / "config.yaml"
-    if not config.is_file():
-        raise ValueError(f"{weights} is not a run dir with a config.yaml: pass --data")
-    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    data = run_data_spec(Path(weights)) if Path(weights).is_dir() else None
     if not isinstance(data, str):
-        raise ValueError(f"{config} names no data: pass --data")
+        raise ValueError(f"{weights}: not a run dir whose config.yaml names its data; pass --data")
     return data

@@ -81,13 +81,18 @@ def last_epoch_metrics(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run_data_spec(run_dir: Path) -> str | None:
-    """The `data` a run was trained on, from its config.yaml (None if it has none)."""
+    """The `data` a run was trained on, from its config.yaml (None if it names none)."""
     import yaml
 
     config = run_dir / "config.yaml"
     if not config.is_file():
         return None
-    return (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data")
+    try:
+        values = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{config}: not YAML ({err})".replace("\n", " ")) from err
+    data = values.get("data") if isinstance(values, dict) else None
+    return data if isinstance(data, str) else None
 
 
 def _torch_load(path: Path) -> Any:
