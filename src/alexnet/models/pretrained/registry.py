@@ -125,6 +125,11 @@ def _shipped() -> dict[str, WeightsEntry]:
     return _parse(text, "weights.yaml")
 
 
+def shipped_weights(name: str) -> WeightsEntry:
+    """A shipped entry, whatever $ALEXNET_WEIGHTS_REGISTRY says (the package's own facts)."""
+    return _shipped()[name]
+
+
 def all_weights() -> dict[str, WeightsEntry]:
     """Every entry: the shipped ones, then those of $ALEXNET_WEIGHTS_REGISTRY (which may
     replace a shipped entry of the same name)."""

@@ -4,9 +4,9 @@ torchvision's alexnet (Krizhevsky's "one weird trick" single-tower net, 64-192-3
 LRN, adaptive 6x6 pool) saves a plain state dict with the keys below; `alexnet_owt` uses the
 same keys, so the import is a strict `load_state_dict` plus the preprocessing torchvision's
 weights entry documents: resize the shorter side to 256, centre crop 224, scale to [0, 1] and
-normalise with the ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). Here the
-pixel scale is 0-255 (docs/architecture.md), so mean and std are stored times 255, which gives
-the same numbers: (x / 255 - m) / s == (x - 255 m) / (255 s).
+normalise with the ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225): the
+registry's `torchvision` preset, which in this package's 0-255 pixel scale holds mean and std
+times 255 (the same numbers: (x / 255 - m) / s == (x - 255 m) / (255 s)).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import nn
 
 from alexnet.data.classes import imagenet_class_names
 from alexnet.data.preset import Preprocess
+from alexnet.models.pretrained.registry import shipped_weights
 from alexnet.models.weights_file import build_model
 
 # torchvision.models.alexnet: features.{0,3,6,8,10} convs, classifier.{1,4,6} linears.
@@ -40,21 +41,12 @@ TORCHVISION_SHAPES: dict[str, tuple[int, ...]] = {
     "classifier.6.weight": (-1, 4096),  # num_classes rows
     "classifier.6.bias": (-1,),
 }
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def torchvision_preprocess(classes: list[str]) -> Preprocess:
-    """torchvision's AlexNet_Weights.IMAGENET1K_V1 transforms, in this package's 0-255 scale."""
-    return Preprocess(
-        image_size=256,
-        crop_size=224,
-        in_chans=3,
-        normalize="channel",
-        classes=classes,
-        mean=[255.0 * m for m in IMAGENET_MEAN],
-        std=[255.0 * s for s in IMAGENET_STD],
-    )
+    """torchvision's AlexNet_Weights.IMAGENET1K_V1 transforms, in this package's 0-255 scale:
+    the shipped registry entry's preset (models/pretrained/weights.yaml), the one copy."""
+    return Preprocess.from_dict({**shipped_weights("torchvision").preset, "classes": classes})
 
 
 def check_torchvision_state_dict(state: Any, source: str | Path = "state dict") -> int:
