@@ -155,3 +155,14 @@ def test_fresh_layers_are_drawn_as_a_scratch_run_draws_them(source) -> None:
     a, b = weights(tuned), weights(scratch)
     torch.testing.assert_close(a["fc.weight"], b["fc.weight"], rtol=0, atol=1e-6)
     assert not torch.allclose(a["conv1.weight"], b["conv1.weight"])  # loaded, not drawn
+
+
+def test_a_refused_run_leaves_no_directory(source, capsys) -> None:
+    root, run = source
+    out = root / "never"
+    assert fine_tune(root, run, out, "--freeze", "conv9") == 2
+    assert "not a learned layer" in capsys.readouterr().err and not out.exists()
+    kept = root / "kept"
+    kept.mkdir()  # a directory the user made is left as it was, lock file aside
+    assert fine_tune(root, root / "nope", kept) == 2
+    assert kept.is_dir() and [p.name for p in kept.iterdir()] in ([], [".lock"])

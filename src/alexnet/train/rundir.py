@@ -44,8 +44,10 @@ def lock_run_dir(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on `run_dir` (created if missing) for the block."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--out {run_dir} is a file, not a run directory")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    failed = True
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -60,7 +62,11 @@ def lock_run_dir(run_dir: Path) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
+        failed = False
     finally:
+        if failed and created and os.listdir(run_dir) == [LOCK_NAME]:
+            os.unlink(run_dir / LOCK_NAME)  # a run refused before it wrote anything leaves
+            run_dir.rmdir()  # no empty directory behind (a bad option, a missing source)
         os.close(fd)  # releases the lock
 
 
