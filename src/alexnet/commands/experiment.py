@@ -34,6 +34,9 @@ def command_line(args: argparse.Namespace) -> str:
         "lr",
         "lrs",
         "sweep_epochs",
+        "train_per_class",
+        "val_per_class",
+        "runs",
         "minutes",
     ):
         value = getattr(args, key)
@@ -66,6 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--minutes", type=float, help="time budget: no epoch starts after it (runs cut short)"
     )
+    parser.add_argument(
+        "--train-per-class",
+        type=int,
+        help="dropout, colour, towers: the overfitting regime, this many training images per "
+        "class (stratified, seeded), a val split measured every epoch, the full test set",
+    )
+    parser.add_argument(
+        "--val-per-class", type=int, help="with --train-per-class: val images per class (100)"
+    )
+    parser.add_argument(
+        "--runs", help="with --train-per-class: run directories shared between experiments"
+    )
     parser.add_argument("--docs", default="docs", help="page: the docs directory")
 
 
@@ -87,7 +102,14 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.experiments import experiment_module
     from alexnet.experiments.common import Context
 
-    options = {"lr": args.lr, "lrs": args.lrs, "sweep_epochs": args.sweep_epochs}
+    options = {
+        "lr": args.lr,
+        "lrs": args.lrs,
+        "sweep_epochs": args.sweep_epochs,
+        "train_per_class": args.train_per_class,
+        "val_per_class": args.val_per_class,
+        "runs": args.runs,
+    }
     ctx = Context(
         name=args.name,
         out=Path(args.out),

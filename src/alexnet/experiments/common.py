@@ -102,10 +102,22 @@ def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
     return view
 
 
-def held_out_zip(source: Path, dest: Path, fraction: float = 0.1, seed: int = 0) -> Path:
+def held_out_zip(
+    source: Path,
+    dest: Path,
+    fraction: float = 0.1,
+    seed: int = 0,
+    *,
+    val_per_class: int | None = None,
+    train_per_class: int | None = None,
+    keep_test: bool = False,
+) -> Path:
     """A copy of a `[prefix/]<split>/<class>/<file>` zip whose train split is divided into
-    `train` and `val` (a seeded `fraction` of every class) and which holds no other split, so
-    nothing tuned on it can see the test images. JPEG bytes are copied unchanged. Built once."""
+    `train` and `val` (a seeded `fraction`, or `val_per_class` images, of every class), so
+    nothing tuned on it can see the test images. With `train_per_class`, train keeps only that
+    many of each class's remaining images (a reduced, stratified training set); with
+    `keep_test`, the source's test split is copied whole. JPEG bytes are copied unchanged.
+    Built once."""
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -113,18 +125,35 @@ def held_out_zip(source: Path, dest: Path, fraction: float = 0.1, seed: int = 0)
     rng = np.random.default_rng(seed)
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zout:
         by_class: dict[str, list[str]] = {}
+        tests: list[str] = []
         for name in zin.namelist():
             parts = name.split("/")
-            if len(parts) >= 3 and parts[-3] == "train" and not name.endswith("/"):
-                by_class.setdefault(parts[-2], []).append(name)
+            if len(parts) >= 3 and not name.endswith("/"):
+                if parts[-3] == "train":
+                    by_class.setdefault(parts[-2], []).append(name)
+                elif parts[-3] == "test":
+                    tests.append(name)
         if not by_class:
             raise ValueError(f"{source}: no train/<class>/<file> members to hold out from")
         for cls in sorted(by_class):
             names = sorted(by_class[cls])
-            val = set(rng.permutation(len(names))[: round(len(names) * fraction)].tolist())
+            n_val = round(len(names) * fraction) if val_per_class is None else val_per_class
+            n_train = len(names) - n_val if train_per_class is None else train_per_class
+            if n_val + n_train > len(names):
+                raise ValueError(
+                    f"{source}: class {cls} has {len(names)} training images, fewer than "
+                    f"{n_val} val + {n_train} train"
+                )
+            order = rng.permutation(len(names)).tolist()
+            split = {i: "val" for i in order[:n_val]}
+            split.update({i: "train" for i in order[n_val : n_val + n_train]})
             for i, name in enumerate(names):
-                split = "val" if i in val else "train"
-                zout.writestr(f"{split}/{cls}/{name.rsplit('/', 1)[1]}", zin.read(name))
+                if i in split:
+                    zout.writestr(f"{split[i]}/{cls}/{name.rsplit('/', 1)[1]}", zin.read(name))
+        if keep_test:
+            for name in sorted(tests):
+                parts = name.split("/")
+                zout.writestr(f"test/{parts[-2]}/{parts[-1]}", zin.read(name))
     tmp.replace(dest)
     return dest
 

@@ -389,7 +389,8 @@ class Trainer:
         }
         self.log.epoch(**record)
         prog.epoch, prog.batch_in_epoch, prog.train_sums = prog.epoch + 1, 0, []
-        is_best = metric < prog.best_metric and val is not None  # best.pt: chosen on val only
+        # best.pt: chosen on val only, and only when the run keeps it (config.keep_best)
+        is_best = metric < prog.best_metric and val is not None and self.config.keep_best
         prog.best_metric = min(prog.best_metric, metric)
         self.save(best=is_best)
         if self.ctx.is_main:  # --quiet hides the progress bar only
