@@ -104,10 +104,9 @@ def test_towers_of_imported_caffe_weights_against_float64(tmp_path, monkeypatch,
     w[48:, 0] *= 3.0  # tower 2 leans red
     caffemodel = write_caffemodel(tmp_path / "net.caffemodel", data_blobs(state), "alexnet")
     registry = tmp_path / "extra.yaml"
-    registry.write_text(
-        yaml.safe_dump({"caffetowers": entry("caffemodel", "net.caffemodel", "http://127.0.0.1:9/x",
-                                            ("sha1", hashlib.sha1(caffemodel.read_bytes()).hexdigest()))})
-    )  # fmt: skip
+    digest = ("sha1", hashlib.sha1(caffemodel.read_bytes()).hexdigest())
+    test_entry = entry("caffemodel", "net.caffemodel", "http://127.0.0.1:9/x", digest)
+    registry.write_text(yaml.safe_dump({"caffetowers": test_entry}))
     monkeypatch.setenv("ALEXNET_WEIGHTS_REGISTRY", str(registry))
     monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("ALEXNET_OFFLINE", "1")
