@@ -37,6 +37,7 @@ def command_line(args: argparse.Namespace) -> str:
         "train_per_class",
         "val_per_class",
         "runs",
+        "precision",
         "minutes",
     ):
         value = getattr(args, key)
@@ -81,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs", help="with --train-per-class: run directories shared between experiments"
     )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        help="pooling, dropout, colour, towers: training precision (default fp32)",
+    )
     parser.add_argument("--docs", default="docs", help="page: the docs directory")
 
 
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         "train_per_class": args.train_per_class,
         "val_per_class": args.val_per_class,
         "runs": args.runs,
+        "precision": args.precision,
     }
     ctx = Context(
         name=args.name,

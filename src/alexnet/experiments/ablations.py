@@ -136,6 +136,7 @@ def run(ctx: Context) -> dict[str, Any]:
         data = str(prepared(ctx.data_spec(STORED), STORED))
         data_text = f"CIFAR-10 upscaled to {STORED}, random {INPUT} crops; {CIFAR_NOTE}"
     base = base_layer(data, epochs, float(ctx.options.get("lr", 0.01)))
+    base["precision"] = ctx.options.get("precision", base["precision"])
     if overfit:  # val is measured, never chosen from: the run's weights are its last epoch's
         base["keep_best"] = False
     if ctx.smoke:

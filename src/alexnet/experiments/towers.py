@@ -87,6 +87,7 @@ def run(ctx: Context) -> dict[str, Any]:
         data_text = f"CIFAR-10 upscaled to {STORED}, random {INPUT} crops; {CIFAR_NOTE}"
         arm, runs, stem = {}, ctx.out / "runs", "seed"
     base = merged(base_layer(data, epochs, float(ctx.options.get("lr", 0.01))), arm)
+    base["precision"] = ctx.options.get("precision", base["precision"])
     if overfit:
         base["keep_best"] = False
     if ctx.smoke:
