@@ -81,6 +81,57 @@ def test_timed_steps_counts_warmup_apart_and_stops_at_max_steps() -> None:
     assert once["steps"] == 1  # a block of no seconds still times one step
 
 
+class ScriptedBench:
+    """A bench whose blocks return scripted img/s: the stages' logic without training."""
+
+    def __init__(self, rates, sizes: gpu.Sizes) -> None:
+        self.rates, self.sizes, self.calls = rates, sizes, []
+
+    def block(self, model: str, feed: str, workers: int, seconds: float) -> dict[str, float]:
+        self.calls.append((model, feed, workers))
+        rate = self.rates(model, feed, workers, len(self.calls))
+        return {"img_per_s": rate, "steps": 1, "seconds": 1.0}
+
+
+def test_worker_sweep_stops_once_img_per_s_stops_rising() -> None:
+    store = {0: 1000.0, 1: 2000.0, 2: 3500.0, 4: 3600.0, 8: 9999.0}  # 4: under 5% above 2
+    examples = {0: 100.0, 1: 200.0, 2: 400.0, 4: 800.0, 8: 1600.0}
+    bench = ScriptedBench(
+        lambda model, feed, w, n: (store if feed == "store" else examples)[w], gpu.Sizes()
+    )
+    out = gpu.workers_stage(bench, gpu.Stage("workers", 1e6))
+    assert [p["workers"] for p in out["store"]["points"]] == [0, 1, 2, 4]  # 8 never measured
+    assert out["store"]["stopped"] == "gain under 5%"
+    assert out["store"]["enough"] == 2  # 3500 >= 0.95 * 3600
+    assert out["store"]["model"] == "alexnet" and out["examples"]["model"] == "alexnet_owt"
+    assert [p["img_per_s"] for p in out["examples"]["points"]] == list(examples.values())
+    assert out["examples"]["enough"] == 8 and out["examples"]["stopped"] == "end of sweep"
+    late = gpu.workers_stage(bench, gpu.Stage("workers", 0.0))  # out of time: one point each
+    assert [len(late[f]["points"]) for f in ("store", "examples")] == [1, 1]
+    assert late["store"]["stopped"] == "stage budget"
+
+
+def test_train_stage_takes_per_round_ratios_and_stops_when_out_of_time() -> None:
+    # round r (1-based): synthetic 100 r, store 50, owt synthetic 200, owt examples 25 r
+    def rates(model, feed, workers, n):
+        r = (n - 1) // 4 + 1
+        return {"synthetic": (100.0 if model == "alexnet" else 200.0) * r}.get(
+            feed, 50.0 if feed == "store" else 25.0 * r
+        )
+
+    bench = ScriptedBench(rates, gpu.Sizes(rounds=3))
+    out = gpu.train_stage(bench, gpu.Stage("train", 1e6))
+    assert len(out["rounds"]) == 3 and len(bench.calls) == 12
+    assert [w for _, feed, w in bench.calls[:4]] == [0, 8, 0, 8]  # loaders get train_workers
+    # store/synthetic per round: 0.5, 0.25, 1/6: median 0.25 (medians' ratio: 50/200)
+    assert out["store_over_synthetic"] == pytest.approx(0.25)
+    # store / examples per round: 2, 1, 2/3: median 1
+    assert out["paper_over_examples"] == pytest.approx(1.0)
+    assert out["median_img_per_s"]["alexnet_owt/examples"] == pytest.approx(50.0)
+    short = gpu.train_stage(ScriptedBench(rates, gpu.Sizes(rounds=3)), gpu.Stage("train", 0.0))
+    assert len(short["rounds"]) == 1  # no time for a second round: one, not none
+
+
 def test_no_cuda_is_one_line_and_status_2(script, tmp_path, capsys) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -118,7 +169,7 @@ def test_a_failing_stage_is_recorded_and_the_next_runs(
     assert "boom" in failed["traceback"]
     assert result["stages"]["towers"]["status"] == "ok"
     assert result["towers"]["seconds"] == 16  # the stage after the failure saw the data
-    assert result["towers"]["budget"] == pytest.approx(100 * 50 / 480)
+    assert result["towers"]["budget"] == pytest.approx(100 * 60 / 480)
     assert result["projection"] is None  # no train stage, nothing to project from
     assert "inference failed" in capsys.readouterr().out
 

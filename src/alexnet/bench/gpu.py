@@ -65,7 +65,7 @@ SCALING_EFFICIENCY = 0.9
 RISE = 0.05  # the worker sweep stops once one more step of workers gains less than this
 # The stages in running order and their shares of the budget (seconds of the default 480-s run,
 # which leaves a 600-s command limit room for start-up and for a block that runs past its share).
-STAGE_SHARES = {"data": 75, "train": 135, "inference": 25, "workers": 125, "ddp": 70, "towers": 50}
+STAGE_SHARES = {"data": 75, "train": 135, "inference": 25, "workers": 110, "ddp": 75, "towers": 60}
 SIDES = {  # side -> (model, feed)
     "alexnet/synthetic": ("alexnet", "synthetic"),
     "alexnet/store": ("alexnet", "store"),
@@ -91,7 +91,7 @@ class Sizes:
     latency_repeats: int = 50
     throughput_batch: int = 256
     throughput_repeats: int = 10
-    smoke_steps: int = 20
+    smoke_steps: int = 15  # a smoke run crosses an epoch's end (val) at batch 256
 
 
 TINY = Sizes(

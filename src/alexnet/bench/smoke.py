@@ -33,11 +33,12 @@ def train_args(
     input_size: int | None = None,
     extra: tuple[str, ...] = (),
 ) -> list[str]:
-    """`alexnet train` arguments for `steps` steps on prepared `data`: the run and nothing more
-    (no safetensors copy of the weights, no progress bar, a metrics line every step)."""
+    """`alexnet train` arguments for `steps` steps on prepared `data` (the recipe's epochs, cut
+    short): the run and nothing more (no safetensors copy of the weights, no progress bar, a
+    metrics line every step)."""
     args = [
         "train", "--data", str(data), "--out", str(run_dir), "--overwrite",
-        "--max-steps", str(steps), "--epochs", "1", "--batch-size", str(batch_size),
+        "--max-steps", str(steps), "--batch-size", str(batch_size),
         "--workers", str(workers), "--log-every", "1", "--quiet", "--no-safetensors",
         "--precision", precision, *extra,
     ]  # fmt: skip
