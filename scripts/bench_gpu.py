@@ -23,9 +23,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from alexnet.bench.gpu import SCALING_EFFICIENCY, STAGE_SHARES, TINY, Sizes, run_bench
+from alexnet.bench.gpu import (
+    SCALING_EFFICIENCY,
+    STAGE_SHARES,
+    TINY,
+    Sizes,
+    resolve_device,
+    run_bench,
+)
 from alexnet.commands.errors import error_line
-from alexnet.fileio import atomic_write_text
+from alexnet.fileio import atomic_write_text, check_output_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,6 +128,8 @@ def format_table(result: dict[str, Any]) -> str:
             f"{eight['hours']:.1f} h at {eight['scaling_efficiency']:.0%} scaling; paper: "
             f"{p['paper']}"
         )
+        if "loader_workers_for_eight" in p:
+            lines.append(f"  eight GPUs need about {p['loader_workers_for_eight']} loader workers")
     lines.append(f"total {result['total_seconds']:.0f} s")
     return "\n".join(lines)
 
@@ -129,13 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         out = Path(args.out)
+        sizes = sizes_for(args)
+        resolve_device(args.device)  # a bad --device fails before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        check_output_dir(out / "result.json")  # before the minutes of measuring, not after
         with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
             result = run_bench(
-                Path(scratch), device=args.device, sizes=sizes_for(args), budget_s=args.budget,
+                Path(scratch), device=args.device, sizes=sizes, budget_s=args.budget,
                 precision=args.precision, efficiency=args.scaling_efficiency,
             )  # fmt: skip
         result["command"] = ["scripts/bench_gpu.py", *(sys.argv[1:] if argv is None else argv)]
-        atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n", mkdir=True)
+        atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n")
     except (ValueError, OSError) as err:
         print(f"bench_gpu.py: error: {error_line(err)}", file=sys.stderr)
         return 2

@@ -141,6 +141,12 @@ def test_no_cuda_is_one_line_and_status_2(script, tmp_path, capsys) -> None:
         "bench_gpu.py: error: --device cuda: no CUDA device here (--device cpu --tiny checks)"
     ]
     assert not (tmp_path / "out").exists()
+    assert script.main(["--out", str(tmp_path / "out"), "--device", "tpu:0", "--tiny"]) == 2
+    assert "--device tpu:0" in capsys.readouterr().err
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert script.main(["--out", str(blocked), "--device", "cpu", "--tiny"]) == 2
+    assert str(blocked) in capsys.readouterr().err  # refused before any measuring
 
 
 def test_a_failing_stage_is_recorded_and_the_next_runs(

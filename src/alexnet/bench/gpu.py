@@ -492,6 +492,21 @@ def _free_gb(path: str) -> float | None:
         return None
 
 
+def resolve_device(name: str) -> torch.device:
+    """`cpu` or a CUDA device with its index (`cuda` is `cuda:0`); a ValueError otherwise."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {name}: not a device (cpu, cuda, cuda:N)") from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: the bench runs on cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device here (--device cpu --tiny checks)")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", dev.index or 0) if dev.type == "cuda" else dev
+
+
 def run_bench(
     scratch: Path,
     *,
@@ -504,11 +519,8 @@ def run_bench(
 ) -> dict[str, Any]:
     """Every stage within its budget; the result dict (what result.json holds). A stage that
     fails is recorded with its traceback and the next one runs: a lent GPU is rare."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device here (--device cpu --tiny checks)")
+    dev = resolve_device(device)
     if dev.type == "cuda":
-        dev = torch.device("cuda", dev.index or 0)
         torch.cuda.set_device(dev)
         torch.backends.cudnn.benchmark = True  # as pytorch/examples: fixed shapes
     precision = runtime.check_precision(precision or runtime.best_precision(dev))
