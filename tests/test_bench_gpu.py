@@ -7,12 +7,15 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import sys
+import types
 from pathlib import Path
 
 import pytest
 import torch
 
 from alexnet.bench import gpu
+from alexnet.bench.loader import ExamplesDataset
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -79,6 +82,39 @@ def test_timed_steps_counts_warmup_apart_and_stops_at_max_steps() -> None:
         max_steps=5,
     )  # fmt: skip
     assert once["steps"] == 1  # a block of no seconds still times one step
+
+
+def test_examples_pipeline_is_torchvisions_own_where_it_imports(tmp_path, monkeypatch) -> None:
+    # a stand-in torchvision that records what is built: the wiring against pytorch/examples'
+    # train transform (RandomResizedCrop(224), RandomHorizontalFlip(), ToTensor(), Normalize)
+    made = {}
+    transforms = types.SimpleNamespace(
+        Compose=lambda steps: ("Compose", steps),
+        RandomResizedCrop=lambda size: ("RandomResizedCrop", size),
+        RandomHorizontalFlip=lambda: ("RandomHorizontalFlip",),
+        ToTensor=lambda: ("ToTensor",),
+        Normalize=lambda mean, std: ("Normalize", mean, std),
+    )
+    datasets = types.SimpleNamespace(ImageFolder=lambda root, tf: made.update(root=root, tf=tf))
+    fake = types.SimpleNamespace(__version__="0.0-test", datasets=datasets, transforms=transforms)
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
+    monkeypatch.setitem(sys.modules, "torchvision.transforms", transforms)
+    _, name = gpu.examples_dataset(tmp_path, [], 224)
+    assert name == "torchvision 0.0-test" and made["root"] == tmp_path
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as pytorch/examples
+    assert made["tf"] == (
+        "Compose",
+        [
+            ("RandomResizedCrop", 224),
+            ("RandomHorizontalFlip",),
+            ("ToTensor",),
+            ("Normalize", mean, std),
+        ],
+    )
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # absent: the PIL + torch copy
+    data, name = gpu.examples_dataset(tmp_path, [tmp_path / "a.JPEG"], 67)
+    assert name.startswith("PIL + torch") and isinstance(data, ExamplesDataset) and data.crop == 67
 
 
 class ScriptedBench:
