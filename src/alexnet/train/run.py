@@ -184,8 +184,9 @@ def train(
 ) -> dict[str, Any]:
     """Run a fresh training run as `config` says; `stop(epoch records)`, asked after every
     epoch, ends it early (loop.StopCondition); returns the final test metrics ({} without a
-    test or val split). A run directory that holds a run is refused unless `overwrite` (which
-    clears it); it is locked for the whole run (alexnet.train.rundir). `resume` continues one."""
+    test or val split; a run `stop` ended is tested as it stands, and so is every invocation's
+    end). A run directory that holds a run is refused unless `overwrite` (which clears it); it
+    is locked for the whole run (alexnet.train.rundir). `resume` continues one."""
     if not isinstance(config, TrainConfig):
         raise TypeError(
             f"train takes a TrainConfig, not {type(config).__name__}; to continue a run "
@@ -240,7 +241,7 @@ def _train(
     ckpt: dict[str, Any] | None,
     lr_override: float | None,
     command: list[str],
-    stop: StopCondition | None = None,
+    stop: StopCondition | None,
 ) -> dict[str, Any]:
     configure_threads(config.threads or None)
     precision = best_precision(device) if config.precision == "auto" else config.precision
