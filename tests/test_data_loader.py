@@ -17,8 +17,9 @@ from alexnet.data.loader import make_loader
 from alexnet.data.prepare import prepare
 from alexnet.data.sources import ArrayReader, Source, Split
 from alexnet.data.stats import DataStats
-from alexnet.data.store import FORMAT, VERSION, open_store
+from alexnet.data.store import FORMAT, VERSION, Store, open_store
 from alexnet.data.transforms import lighting_offsets, pca_lighting, ten_crop
+from alexnet.train.data import hold_out
 
 SIDE, CROP = 64, 40
 
@@ -182,8 +183,8 @@ def test_same_pixels_whatever_the_worker_count_and_resume(photos: Path) -> None:
     assert not torch.equal(serial[0][0], other_epoch)
 
 
-class _Subset:
-    """The minimal store protocol the loader documents (what a held-out split provides)."""
+class _Subset(Store):
+    """A part of a store that offers no whole-batch gather: the loader's per-sample path."""
 
     def __init__(self, store, indices: np.ndarray) -> None:
         self.store, self.indices = store, indices
@@ -193,8 +194,17 @@ class _Subset:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def image(self, index: int) -> np.ndarray:
-        return self.store.image(int(self.indices[index]))
+    def image_chw(self, index: int) -> np.ndarray:
+        return self.store.image_chw(int(self.indices[index]))
+
+    def uniform_size(self) -> None:
+        return None
+
+    def images_chw(self, indices: np.ndarray) -> np.ndarray:
+        raise AssertionError("the loader gathered from a store without uniform_size")
+
+    def release(self) -> None:
+        self.store.release()
 
 
 def test_loader_reads_any_store_like_object(photos: Path) -> None:
@@ -240,6 +250,51 @@ def test_whole_image_batches_are_one_gather_with_the_same_pixels(
     for change in ({"flip": True}, {"pca_std": 0.1}):
         assert make_loader(store, **{**kw, **change})._whole_batches is (not train)
     assert not make_loader(store, **{**kw, "crop_size": CROP})._whole_batches
+
+
+def _raw_chw(store_dir: Path, indices: np.ndarray) -> np.ndarray:
+    """Images `indices` read straight from data.bin by the documented layout (planar uint8,
+    image i at offsets[i]), not through the store's own reads."""
+    data = np.fromfile(store_dir / "data.bin", np.uint8)
+    offsets = np.load(store_dir / "offsets.npy")
+    shapes = np.load(store_dir / "shapes.npy")
+    return np.stack(
+        [data[offsets[i] : offsets[i + 1]].reshape(shapes[i][[2, 0, 1]]) for i in indices]
+    )
+
+
+@pytest.mark.parametrize("normalize", ["mean_image", "channel"])
+@pytest.mark.parametrize("part", ["train", "val"])
+def test_a_held_out_split_keeps_the_whole_batch_gather(
+    photos: Path, normalize: str, part: str
+) -> None:
+    """--val-split's parts of train (alexnet.train.data.hold_out) gather whole batches like the
+    full store: the same pixels as the per-sample path and as data.bin's bytes in float64."""
+    store = open_store(photos / "train")
+    parts = dict(zip(("train", "val"), hold_out(store, 0.25, seed=5), strict=True))
+    subset = parts[part]
+    kw = {"train": part == "train", "crop_size": SIDE, "batch_size": 4, "seed": 2}
+    kw.update(normalize=normalize, flip=False, pca_std=0.0, stats=store.stats)
+    fast = make_loader(subset, **kw)
+    assert fast._whole_batches  # the gather path is the one under test
+    per_sample = make_loader(_Subset(store, subset.indices), **kw)
+    assert not per_sample._whole_batches
+    for number in range(len(fast)):
+        images, labels = fast.batch(1, number)
+        expected_images, expected_labels = per_sample.batch(1, number)
+        assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+    order = subset.indices[fast.indices(1)]  # store indices, in the epoch's order
+    images = torch.cat([batch for batch, _ in fast.epoch(1)]).numpy()
+    labels = torch.cat([batch for _, batch in fast.epoch(1)]).numpy()
+    raw = _raw_chw(photos / "train", order).astype(np.float64)
+    stats = store.stats
+    if normalize == "mean_image":
+        x = raw - stats.mean_image.astype(np.float64).transpose(2, 0, 1)
+    else:
+        x = (raw - stats.channel_mean[:, None, None]) / stats.channel_std[:, None, None]
+    assert len(images) == len(order) - (len(order) % 4 if part == "train" else 0)
+    np.testing.assert_allclose(images, x[: len(images)], atol=2e-3)
+    assert np.array_equal(labels, np.load(photos / "train" / "labels.npy")[order][: len(images)])
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -289,7 +344,7 @@ def test_torch_pca_lighting_matches_numpy() -> None:
 
 RSS_SCRIPT = """
 import json, sys, numpy as np
-from alexnet.data.store import FORMAT, VERSION, open_store
+from alexnet.data.store import FORMAT, VERSION, Store, open_store
 from alexnet.data.loader import make_loader
 from alexnet.data.stats import DataStats
 def status(key):

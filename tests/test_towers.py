@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from alexnet.models import create_model
-from alexnet.train.towers import TwoTowerAlexNet
+from alexnet.train.towers import (
+    GroupedLayout,
+    TwoTowerAlexNet,
+    load_portable_state_dict,
+    portable_state_dict,
+)
 
 
 def _pair(num_classes: int = 7):
@@ -33,16 +38,19 @@ def test_outputs_and_gradients_match_grouped_model():
 
 
 def test_grouped_state_dict_round_trip():
+    """What checkpoints store (portable_state_dict): the split gives the grouped net's own
+    state dict, and it loads into a split or a plain net alike."""
     grouped, split = _pair()
-    state = split.grouped_state_dict()
-    assert state.keys() == grouped.state_dict().keys()
+    assert isinstance(split, GroupedLayout) and not isinstance(grouped, GroupedLayout)
+    state = portable_state_dict(split)
+    assert state.keys() == grouped.state_dict().keys() == portable_state_dict(grouped).keys()
     for key, value in grouped.state_dict().items():
         assert torch.equal(state[key], value)
-    other = create_model("alexnet", num_classes=7, input_size=67, dropout=0.0).double()
-    split2 = TwoTowerAlexNet(other, ["cpu", "cpu"]).double()
-    split2.load_grouped_state_dict(state)
     x = torch.randn(2, 3, 67, 67, dtype=torch.float64)
-    torch.testing.assert_close(split2(x), grouped(x), rtol=1e-10, atol=1e-10)
+    for make in (lambda m: TwoTowerAlexNet(m, ["cpu", "cpu"]), lambda m: m):
+        other = make(create_model("alexnet", num_classes=7, input_size=67, dropout=0.0)).double()
+        load_portable_state_dict(other, state)
+        torch.testing.assert_close(other(x), grouped(x), rtol=1e-10, atol=1e-10)
 
 
 def test_rejects_nets_that_mix_towers():

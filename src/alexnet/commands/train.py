@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--resume takes the run's own config; drop --config")
             if args.overwrite:
                 raise ValueError("--overwrite starts a fresh run; it does not go with --resume")
-            from alexnet.train.run import resume_config, train
+            from alexnet.train.run import resume, resume_config
 
             if args.print_config:
                 return _print_config(resume_config(args.resume, overrides)[0])
-            train(None, resume=args.resume, overrides=overrides, command=command_line(args))
+            resume(args.resume, overrides=overrides, command=command_line(args))
         else:
             config = resolve_recipe(args.config, overrides)
             if args.print_config:

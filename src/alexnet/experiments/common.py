@@ -1,10 +1,12 @@
 """What every experiment shares: its context, training through `alexnet.train`, statistics over
 seeds, provenance (hardware, commit, command) and the result.json it writes.
 
-Training goes through the trainer's public entry point (`alexnet.train.run.train`), one run
-directory per (arm, seed). Experiments that stop at a target (figure 1: 25% training error) train
-one epoch per call and resume the run for the next (`train(None, resume=...)`, which continues
-exactly), so a stopped experiment also picks up where it left off when started again.
+Training goes through the trainer's public entry points (`alexnet.train.run.train`, and
+`resume` for a run directory left by an earlier invocation), one run directory per (arm, seed),
+one `fit` per run: experiments that stop at a target (figure 1: 25% training error) or a
+deadline pass it as the trainer's stop condition, checked after every epoch. A stopped run ends
+at an epoch boundary with its checkpoint saved, so a stopped experiment picks up exactly where
+it left off when started again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import multiprocessing
 import os
 import platform
 import shlex
@@ -29,6 +32,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from alexnet.fileio import atomic_write_text
+from alexnet.train.config import make_config
+from alexnet.train.loop import NonFiniteLossError
+from alexnet.train.metrics_log import epoch_records
+from alexnet.train.run import resume, train
 
 CIFAR_NOTE = (
     "CIFAR-10 here is the shared quality-75 JPEG copy (chroma subsampled) of the original "
@@ -179,13 +186,6 @@ def merged(*layers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def epoch_records(run_dir: Path) -> list[dict[str, Any]]:
-    """The epoch lines of RUN_DIR/metrics.jsonl, in order."""
-    from alexnet.train.metrics_log import read_metrics
-
-    return [r for r in read_metrics(Path(run_dir)) if r.get("kind") == "epoch"]
-
-
 def fit(
     layer: dict[str, Any],
     run_dir: Path,
@@ -197,47 +197,43 @@ def fit(
     `until(epoch records)` holds; returns records, test metrics, seconds, divergence, and
     `cut_short` when `deadline` (a time.time()) stopped it first.
 
-    With `until` or `deadline` it trains one epoch per call. Continues a run directory left by
-    an earlier, stopped invocation.
+    One training call: `until` and `deadline` are its stop condition, asked after each epoch
+    (no epoch starts after the deadline). Continues a run directory left by an earlier, stopped
+    invocation from its checkpoint.
     """
-    from dataclasses import replace
-
-    from alexnet.train.config import make_config
-    from alexnet.train.loop import NonFiniteLossError
-    from alexnet.train.run import train
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = make_config(
-        {"quiet": True, "safetensors": False, "log_every": 0}, layer, {"out": str(run_dir)}
-    )
     start, diverged = time.perf_counter(), False
     records = epoch_records(run_dir)
 
-    def done() -> bool:
-        return len(records) >= epochs or bool(until and records and until(records))
+    def reached(records: list[dict[str, Any]]) -> bool:
+        return bool(until and records and until(records))
 
-    with (run_dir / "train.log").open("a") as sink, contextlib.redirect_stdout(sink):
-        while not done() and (deadline is None or time.time() < deadline):
-            target = len(records) + 1 if until or deadline else epochs
+    def stop(records: list[dict[str, Any]]) -> bool:
+        return reached(records) or (deadline is not None and time.time() >= deadline)
+
+    done = len(records) >= epochs or reached(records)
+    if not done and (deadline is None or time.time() < deadline):
+        quiet = {"quiet": True, "epochs": epochs}  # quiet: not saved, so given on resume too
+        with (run_dir / "train.log").open("a") as sink, contextlib.redirect_stdout(sink):
             try:
                 if (run_dir / "checkpoints" / "last.pt").is_file():
-                    train(None, resume=str(run_dir), overrides={"epochs": target})
-                else:
-                    # no checkpoint: an earlier attempt's partial files are replaced
-                    train(replace(config, epochs=target), overwrite=True)
+                    resume(run_dir, overrides=quiet, stop=stop)
+                else:  # no checkpoint: an earlier attempt's partial files are replaced
+                    defaults = {"safetensors": False, "log_every": 0}
+                    config = make_config(defaults, layer, {**quiet, "out": str(run_dir)})
+                    train(config, stop=stop, overwrite=True)
             except NonFiniteLossError as err:
                 print(f"diverged: {err}")
                 diverged = True
-                break
-            records = epoch_records(run_dir)
+        records = epoch_records(run_dir)
     test_path = run_dir / "test_metrics.json"
     return {
         "records": records,
         "test": json.loads(test_path.read_text()) if test_path.is_file() else None,
         "seconds": time.perf_counter() - start,
         "diverged": diverged,
-        "cut_short": not diverged and not done(),
+        "cut_short": not diverged and not (len(records) >= epochs or reached(records)),
         "run_dir": str(run_dir),
     }
 
@@ -264,8 +260,6 @@ def fit_all(
             results[key] = fit(layer, run_dir, epochs, until, ctx.deadline)
             ctx.log(f"{key}: {describe(results[key])}")
         return results
-    import multiprocessing
-
     spawn = multiprocessing.get_context("spawn")  # no fork of a threaded torch process
     with ProcessPoolExecutor(max_workers=ctx.jobs, mp_context=spawn) as pool:
         futures = {
