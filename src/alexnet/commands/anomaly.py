@@ -12,8 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from alexnet.commands.predict import user_errors
+import numpy as np
+from torch import nn
+
+from alexnet.commands.errors import user_errors
+from alexnet.data.store import open_store
+from alexnet.infer.anomaly import Bank, evaluate_held_out_class
+from alexnet.infer.features import pooled_conv, prepared_splits
+from alexnet.infer.predict import Item, embed_files, expand_inputs
+from alexnet.train.weights import load_weights, run_data_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +53,7 @@ def run(args: argparse.Namespace) -> int:
     return {"fit": _fit, "score": _score, "eval": _eval}[args.action](args)
 
 
-def _features(weights: str, inputs: list[str], batch_size: int) -> tuple[list, object]:
-    from alexnet.infer.features import pooled_conv
-    from alexnet.infer.predict import embed_files, expand_inputs
-    from alexnet.train.weights import load_weights
-
+def _features(weights: str, inputs: list[str], batch_size: int) -> tuple[list[Item], nn.Module]:
     model, pre, _ = load_weights(weights)
     items = list(
         embed_files(model, pre, expand_inputs(inputs), batch_size=batch_size, fn=pooled_conv)
@@ -60,10 +65,6 @@ def _features(weights: str, inputs: list[str], batch_size: int) -> tuple[list, o
 
 
 def _fit(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from alexnet.infer.anomaly import Bank
-
     items, model = _features(args.weights, args.inputs, args.batch_size)
     ok = [i for i in items if i.error is None]
     if not ok:
@@ -80,10 +81,6 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from alexnet.infer.anomaly import Bank
-
     bank = Bank.load(args.bank)
     items, _ = _features(args.weights or bank.meta["weights"], args.inputs, args.batch_size)
     ok = [i for i in items if i.error is None]
@@ -104,13 +101,6 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from alexnet.data.store import open_store
-    from alexnet.infer.anomaly import evaluate_held_out_class
-    from alexnet.infer.features import prepared_splits
-    from alexnet.train.weights import load_weights, run_data_spec
-
     model, pre, _ = load_weights(args.weights)
     spec = args.data or (run_data_spec(Path(args.weights)) if Path(args.weights).is_dir() else None)
     if spec is None:

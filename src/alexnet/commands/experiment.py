@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 
 from alexnet.commands.errors import user_errors
+from alexnet.experiments import EXPERIMENTS, experiment_module
+from alexnet.experiments.common import Context
+from alexnet.experiments.results_page import publish
 
 
 def _floats(text: str) -> list[float]:
@@ -46,8 +49,6 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from alexnet.experiments import EXPERIMENTS
-
     parser.add_argument("name", choices=[*EXPERIMENTS, "page"], help="experiment, or page")
     parser.add_argument("results", nargs="*", help="page: result dirs to publish first")
     parser.add_argument("--out", help="output directory (experiments)")
@@ -72,8 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @user_errors("experiment")
 def run(args: argparse.Namespace) -> int:
     if args.name == "page":
-        from alexnet.experiments.results_page import publish
-
         try:
             path = publish([Path(p) for p in args.results], Path(args.docs))
         except (ValueError, OSError) as err:  # a bad or missing result, an unwritable docs
@@ -84,9 +83,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         print("alexnet experiment: error: --out DIR is required", file=sys.stderr)
         return 2
-    from alexnet.experiments import experiment_module
-    from alexnet.experiments.common import Context
-
     options = {"lr": args.lr, "lrs": args.lrs, "sweep_epochs": args.sweep_epochs}
     ctx = Context(
         name=args.name,
