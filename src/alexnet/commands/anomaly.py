@@ -104,16 +104,11 @@ def _eval(args: argparse.Namespace) -> int:
     model, pre, _ = load_weights(args.weights)
     spec = args.data or (run_data_spec(Path(args.weights)) if Path(args.weights).is_dir() else None)
     if spec is None:
-        print("error: pass --data (the weights are not a run directory)", file=sys.stderr)
-        return 2
+        raise ValueError("pass --data (the weights are not a run directory)")
     splits = prepared_splits(spec, pre.image_size)
     test_split = next((s for s in ("test", "val") if s in splits), None)
     if "train" not in splits or test_split is None:
-        print(
-            f"error: {spec} needs a train and a test/val split, has {sorted(splits)}",
-            file=sys.stderr,
-        )
-        return 2
+        raise ValueError(f"{spec} needs a train and a test/val split, has {sorted(splits)}")
     train, test = open_store(splits["train"]), open_store(splits[test_split])
     held_out = class_index(str(args.anomaly_class), train.classes, train.class_names)
     result = evaluate_held_out_class(

@@ -81,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     if not args.out:
-        print("alexnet experiment: error: --out DIR is required", file=sys.stderr)
-        return 2
+        raise ValueError("--out DIR is required")
     options = {"lr": args.lr, "lrs": args.lrs, "sweep_epochs": args.sweep_epochs}
     ctx = Context(
         name=args.name,
@@ -101,12 +100,10 @@ def run(args: argparse.Namespace) -> int:
         ctx.deadline = ctx.started + 60 * args.minutes  # fmt: skip
     for key in ("seeds", "jobs"):
         if getattr(ctx, key) < 1:
-            print(f"alexnet experiment: error: --{key} must be >= 1", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{key} must be >= 1")
     for key in ("threads", "workers"):
         if getattr(ctx, key) < 0:
-            print(f"alexnet experiment: error: --{key} must be >= 0", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{key} must be >= 0")
     ctx.log(f"{ctx.command}")
     if ctx.smoke:
         ctx.log(ctx.smoke_text(""))
