@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 
 from alexnet.commands.errors import user_errors
+from alexnet.experiments import EXPERIMENTS, experiment_module
+from alexnet.experiments.common import Context
+from alexnet.experiments.results_page import publish
 
 
 def _floats(text: str) -> list[float]:
@@ -50,8 +53,6 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from alexnet.experiments import EXPERIMENTS
-
     parser.add_argument("name", choices=[*EXPERIMENTS, "page"], help="experiment, or page")
     parser.add_argument("results", nargs="*", help="page: result dirs to publish first")
     parser.add_argument("--out", help="output directory (experiments)")
@@ -93,8 +94,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @user_errors("experiment")
 def run(args: argparse.Namespace) -> int:
     if args.name == "page":
-        from alexnet.experiments.results_page import publish
-
         try:
             path = publish([Path(p) for p in args.results], Path(args.docs))
         except (ValueError, OSError) as err:  # a bad or missing result, an unwritable docs
@@ -103,11 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     if not args.out:
-        print("alexnet experiment: error: --out DIR is required", file=sys.stderr)
-        return 2
-    from alexnet.experiments import experiment_module
-    from alexnet.experiments.common import Context
-
+        raise ValueError("--out DIR is required")
     options = {
         "lr": args.lr,
         "lrs": args.lrs,
@@ -134,12 +129,10 @@ def run(args: argparse.Namespace) -> int:
         ctx.deadline = ctx.started + 60 * args.minutes  # fmt: skip
     for key in ("seeds", "jobs"):
         if getattr(ctx, key) < 1:
-            print(f"alexnet experiment: error: --{key} must be >= 1", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{key} must be >= 1")
     for key in ("threads", "workers"):
         if getattr(ctx, key) < 0:
-            print(f"alexnet experiment: error: --{key} must be >= 0", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{key} must be >= 0")
     ctx.log(f"{ctx.command}")
     if ctx.smoke:
         ctx.log(ctx.smoke_text(""))

@@ -39,6 +39,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from alexnet.cache import cache_dir
+from alexnet.runtime import cpu_flags
 
 _SOURCE = Path(__file__).with_name("lrn_kernel.cpp")
 _CXX_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17")
@@ -54,8 +55,6 @@ def _cache_dir() -> Path:
 
 def _key(cxx: str) -> str:
     """The kernel's cache key: its source, compiler, flags and this CPU's features."""
-    from alexnet.runtime import cpu_flags
-
     return hashlib.sha256(
         b"\0".join(
             [_SOURCE.read_bytes(), cxx.encode(), " ".join(_CXX_FLAGS).encode()]
