@@ -33,10 +33,7 @@ VERB_LOADING = {("cli.py", "_load")}  # alexnet.commands.<verb> imported when th
 PENDING = {
     "bench/loader.py", "bench/run.py", "bench/workloads.py",
     "commands/bench.py", "commands/embed.py", "commands/export.py", "commands/predict.py",
-    "experiments/__init__.py", "experiments/common.py", "experiments/compare.py",
-    "experiments/fig1.py", "experiments/towers.py",
     "infer/export.py", "infer/features.py", "infer/predict.py",
-    "train/data.py", "train/loop.py", "train/run.py", "train/weights.py",
 }  # fmt: skip
 
 

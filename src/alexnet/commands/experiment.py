@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from alexnet.commands.errors import user_errors
-from alexnet.experiments import EXPERIMENTS, experiment_module
+from alexnet.experiments import EXPERIMENTS, ablations, fig1, lrn, towers
 from alexnet.experiments.common import Context
 from alexnet.experiments.results_page import publish
 
@@ -136,5 +136,6 @@ def run(args: argparse.Namespace) -> int:
     ctx.log(f"{ctx.command}")
     if ctx.smoke:
         ctx.log(ctx.smoke_text(""))
-    experiment_module(args.name).run(ctx)
+    modules = {"fig1": fig1, "lrn": lrn, "ablations": ablations, "towers": towers}
+    modules[EXPERIMENTS[args.name]].run(ctx)
     return 0

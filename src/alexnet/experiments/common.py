@@ -30,7 +30,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import torch
 
+from alexnet.cache import cache_dir
+from alexnet.data.prepare import ensure_prepared
+from alexnet.data.sources import default_cifar10_zip
 from alexnet.fileio import atomic_write_text
 from alexnet.train.config import make_config
 from alexnet.train.loop import NonFiniteLossError
@@ -94,9 +98,6 @@ def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
     With `view`, a directory holding only the train split (a link), so the trainer neither
     validates nor tests on anything else: figure 1 measures training error only.
     """
-    from alexnet.cache import cache_dir
-    from alexnet.data.prepare import ensure_prepared
-
     out = ensure_prepared(spec, cache_dir(), image_size, quiet=True)
     if view is None:
         return out
@@ -167,8 +168,6 @@ def held_out_zip(
 
 def source_zip(spec: str) -> Path:
     """The zip behind a data spec: the shared CIFAR-10 zip for `cifar10`, else `spec` itself."""
-    from alexnet.data.sources import default_cifar10_zip
-
     path = default_cifar10_zip() if spec == "cifar10" else Path(spec)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{spec}: a held-out sweep needs a zip laid out <split>/<class>/<file>")
@@ -314,8 +313,6 @@ def cpu_model() -> str:
 
 def hardware() -> dict[str, Any]:
     """Where the numbers were measured: CPU, cores usable, GPU if any, torch version."""
-    import torch
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu_model(), "cores": cores, "gpu": gpu, "torch": torch.__version__}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.experiments.common import Context, fit_all, merged, summary, write_result
+from alexnet.viz.common import new_figure, save
 
 
 def row(what: str, paper: str | None, numbers: dict[str, Any], unit: str) -> dict[str, Any]:
@@ -159,8 +160,6 @@ def _last(result: dict[str, Any], key: str) -> float | None:
 def plot_arms(per_arm: dict[str, Any], path: Path, title: str) -> Path:
     """Left: training error per epoch, every seed (first arm solid, second dashed). Right: test
     top-1 error per seed (dots) and the mean (bar) of each arm."""
-    from alexnet.viz.common import new_figure, save
-
     fig = new_figure(900, 380)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     with_val = any("val_curves" in data for data in per_arm.values())

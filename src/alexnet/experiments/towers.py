@@ -35,6 +35,8 @@ from alexnet.experiments.common import (
     write_result,
 )
 from alexnet.experiments.compare import row
+from alexnet.train.weights import load_weights
+from alexnet.viz.kernels import colour_specificity, first_conv_weight, plot_kernels
 
 PERMUTATIONS = 2000
 DEFAULT_EPOCHS = 10
@@ -58,9 +60,6 @@ def permutation_p(spec: np.ndarray, permutations: int = PERMUTATIONS, seed: int 
 
 def measure(run_dir: Any, png: Any) -> dict[str, Any]:
     """Tower means, gap and permutation p of a finished run's final conv1; the kernel grid PNG."""
-    from alexnet.train.weights import load_weights
-    from alexnet.viz.kernels import colour_specificity, first_conv_weight, plot_kernels
-
     model, _, _ = load_weights(run_dir / "checkpoints" / "last.pt")
     spec = colour_specificity(first_conv_weight(model))
     title = f"conv1 kernels after training (towers experiment, {Path(run_dir).name})"
