@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 
-
 def center_position(height: int, width: int, crop_size: int) -> tuple[int, int]:
     """(top, left) of the central crop; an odd margin leaves the extra pixel bottom/right."""
     _check_fits(height, width, crop_size)
