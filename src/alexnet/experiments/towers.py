@@ -20,17 +20,13 @@ import numpy as np
 from alexnet.experiments.ablations import (
     INPUT,
     OVERFIT_ARMS,
-    STORED,
     arm_run_name,
-    base_layer,
-    reduced_data,
+    experiment_base,
 )
 from alexnet.experiments.common import (
-    CIFAR_NOTE,
     Context,
     fit_all,
     merged,
-    prepared,
     summary,
     write_result,
 )
@@ -77,20 +73,13 @@ def run(ctx: Context) -> dict[str, Any]:
     """Train the two-tower net per seed; colour specificity of each tower's conv1 kernels."""
     epochs = ctx.epochs or (1 if ctx.smoke else DEFAULT_EPOCHS)
     overfit = "train_per_class" in ctx.options
-    if overfit:  # the dropout experiment's "dropout 0.5" arm: the paper's recipe, same runs
-        data, data_text = reduced_data(ctx)
+    base, data_text = experiment_base(ctx, epochs)
+    if overfit:  # the dropout experiment's "dropout 0.5" arm (the paper's recipe): its runs
         arm = OVERFIT_ARMS["dropout"]["dropout 0.5"]
+        base = merged(base, arm)
         runs, stem = Path(ctx.options.get("runs") or ctx.out / "runs"), arm_run_name(arm)
     else:
-        data = str(prepared(ctx.data_spec(STORED), STORED))
-        data_text = f"CIFAR-10 upscaled to {STORED}, random {INPUT} crops; {CIFAR_NOTE}"
-        arm, runs, stem = {}, ctx.out / "runs", "seed"
-    base = merged(base_layer(data, epochs, float(ctx.options.get("lr", 0.01))), arm)
-    base["precision"] = ctx.options.get("precision", base["precision"])
-    if overfit:
-        base["keep_best"] = False
-    if ctx.smoke:
-        base["batch_size"] = 32
+        runs, stem = ctx.out / "runs", "seed"
     run_dirs = [runs / (f"{stem}-seed{s}" if overfit else f"seed{s}") for s in range(ctx.seeds)]
     tasks = [
         (f"seed {s}", {**base, "seed": s}, run_dirs[s], epochs, None) for s in range(ctx.seeds)
