@@ -5,6 +5,7 @@ as the reference for its int8 kernels, and bad values as one line with exit stat
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -146,3 +147,14 @@ def test_bad_values_are_one_line_exit_2(setup, capsys, argv, names) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and names in err[0], err
+
+
+def test_int8_without_onnxruntime_names_the_extra(setup, capsys, monkeypatch) -> None:
+    tmp, run = setup
+    for name in ("onnxruntime", "onnxruntime.quantization"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import` now raises ImportError
+    photo = str(tmp / "photos" / "c1" / "chelsea.png")
+    argv = ["predict", str(run), photo, "--precision", "int8", "--calibrate", str(tmp / "store")]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "alexnet[onnx]" in line

@@ -19,7 +19,13 @@ from alexnet.commands.errors import user_errors
 from alexnet.data.images import is_image_file
 from alexnet.data.preset import Preprocess
 from alexnet.infer.predict import expand_inputs, predict_files
-from alexnet.infer.quantize import PRECISIONS, calibration_data, for_inference, resolve_precision
+from alexnet.infer.quantize import (
+    PRECISIONS,
+    calibration_data,
+    for_inference,
+    onnxruntime_module,
+    resolve_precision,
+)
 from alexnet.train.distributed import pick_device
 from alexnet.train.weights import load_weights
 
@@ -90,6 +96,8 @@ def inference_net(args: argparse.Namespace) -> tuple[nn.Module, Preprocess, dict
     check_weights_argument(args.weights)
     device = device_argument(args.device)
     precision = resolve_precision(args.precision, device)  # a bad value before the weights load
+    if precision == "int8":
+        onnxruntime_module()  # the missing extra before the weights and calibration load
     model, pre, meta = load_weights(args.weights, device=device)
     calibration = None
     if precision == "int8":
