@@ -4,6 +4,7 @@ as the reference for its int8 kernels, and bad values as one line with exit stat
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 
@@ -15,7 +16,13 @@ from PIL import Image
 from alexnet.cli import main
 from alexnet.data.prepare import prepare
 from alexnet.infer.predict import embed_files, predict_files
-from alexnet.infer.quantize import calibration_data, for_inference, session
+from alexnet.infer.quantize import (
+    cached_int8,
+    calibration_data,
+    for_inference,
+    int8_key,
+    session,
+)
 from alexnet.train.weights import load_weights
 from test_infer_helpers import IMAGE, make_run, tiny_model
 
@@ -29,15 +36,18 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "cat", "hubble_deep_field"
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny run, a folder of real photos in two classes, and that folder prepared (the
-    calibration data)."""
+    calibration data); the int8 graphs cached in a cache of this module's own."""
     tmp = tmp_path_factory.mktemp("quant")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ALEXNET_CACHE", str(tmp / "cache"))
     for i, name in enumerate(PHOTOS):
         folder = tmp / "photos" / f"c{i % 2}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(getattr(skdata, name)()).save(folder / f"{name}.png")
     run = make_run(tmp / "run", tiny_model(), mean_image=False)
     prepare(tmp / "photos", tmp / "store", size=IMAGE, workers=1, quiet=True)
-    return tmp, run
+    yield tmp, run
+    patch.undo()
 
 
 def _probs(items) -> np.ndarray:
@@ -158,3 +168,21 @@ def test_int8_without_onnxruntime_names_the_extra(setup, capsys, monkeypatch) ->
     assert main(argv) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "alexnet[onnx]" in line
+
+
+def test_int8_graphs_are_cached_per_weights_and_calibration(setup, nets) -> None:
+    """The fixture's int8 logits graph is in the cache; the same weights and images find it
+    again, other weights (one bias changed) or other images make a new one."""
+    tmp, _ = setup
+    model, _, calibration, reduced = nets
+    reduced["int8"](torch.from_numpy(calibration[0]))  # built (or found) the logits graph
+    path = cached_int8(model, calibration, "logits")
+    assert path.parent == tmp / "cache" / "int8"
+    assert cached_int8(model, calibration, "logits") == path
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.fc8.bias[0] += 1.0
+    assert int8_key(other, calibration, "logits") != int8_key(model, calibration, "logits")
+    half = [calibration[0][:4]]
+    assert int8_key(model, half, "logits") != int8_key(model, calibration, "logits")
+    assert int8_key(model, calibration, "features") != int8_key(model, calibration, "logits")

@@ -18,6 +18,8 @@ the weights' preset says) and returns float32 logits or features on the CPU.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,9 +29,11 @@ import torch
 from torch import nn
 
 from alexnet import runtime
+from alexnet.cache import cache_dir
 from alexnet.data.preset import Preprocess
 from alexnet.data.store import open_store
-from alexnet.infer.export import export_onnx
+from alexnet.fileio import atomic_path
+from alexnet.infer.export import OPSET, export_onnx
 from alexnet.infer.features import prepared_splits
 from alexnet.train.weights import run_data_spec
 
@@ -164,6 +168,39 @@ def session(path: Path, *, optimize: bool = True, profile_prefix: str | None = N
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def int8_key(model: nn.Module, calibration: Sequence[np.ndarray], head: str) -> str:
+    """What an int8 graph is a function of: the weights, the calibration images, the graph
+    asked for, and what decides how it is quantized (onnxruntime's version, VNNI, the ops)."""
+    h = hashlib.sha256()
+    settings = [model.model_name, model.model_options, head, list(INT8_OPS), has_vnni(), OPSET]
+    settings.append(onnxruntime_module().__version__)
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    for batch in calibration:
+        h.update(np.ascontiguousarray(batch).tobytes())
+    return h.hexdigest()[:32]
+
+
+def cached_int8(model: nn.Module, calibration: Sequence[np.ndarray], head: str) -> Path:
+    """The int8 ONNX of `model` (logits, or fc7 for `head="features"`), quantized once per
+    weights and calibration into <cache>/int8/: export and calibration take seconds (tens of
+    them for the 227-px net), the cached file loads in well under one."""
+    path = (
+        cache_dir()
+        / "int8"
+        / f"{model.model_name}-{head}-{int8_key(model, calibration, head)}.onnx"
+    )
+    if not path.is_file():
+        net = Embedder(model) if head == "features" else model
+        with tempfile.TemporaryDirectory() as tmp, atomic_path(path, mkdir=True) as out:
+            fp32_path = Path(tmp) / "fp32.onnx"
+            export_onnx(net, fp32_path, check=False)
+            quantize_onnx(fp32_path, out, calibration)
+    return path
+
+
 def onnx_session(
     model: nn.Module,
     calibration: Sequence[np.ndarray],
@@ -172,15 +209,14 @@ def onnx_session(
     int8: bool = True,
     profile_prefix: str | None = None,
 ):
-    """An onnxruntime session of `model`'s logits (`head="features"`: fc7), exported and, with
-    `int8`, quantized on `calibration`, in a temporary folder."""
-    net = Embedder(model) if head == "features" else model
+    """An onnxruntime session of `model`'s logits (`head="features"`: fc7): int8 from the
+    cache (`cached_int8`), or the fp32 export."""
+    if int8:
+        return session(cached_int8(model, calibration, head), profile_prefix=profile_prefix)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        export_onnx(net, fp32_path, check=False)
-        if int8:
-            quantize_onnx(fp32_path, int8_path, calibration)
-        return session(int8_path if int8 else fp32_path, profile_prefix=profile_prefix)
+        fp32_path = Path(tmp) / "fp32.onnx"
+        export_onnx(Embedder(model) if head == "features" else model, fp32_path, check=False)
+        return session(fp32_path, profile_prefix=profile_prefix)
 
 
 class Int8Net(nn.Module):
