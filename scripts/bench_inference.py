@@ -211,16 +211,20 @@ def table(result: dict[str, Any]) -> str:
             change = ", ".join(f"{v:+.2f}" for v in e["change_points"])
             lines.append(f"| {data} | {p} | {seeds} | {e['mean_top1']:.4f} | {change} | "
                          f"{e['mean_change_points']:+.2f} |")  # fmt: skip
-    names = list(next(iter(result["latency_ms"].values()))["1"])
-    lines += ["", "| net | batch | " + " | ".join(f"{n} ms" for n in names) + " |",
-              "|---|---|" + "---|" * len(names)]  # fmt: skip
-    for net, by_batch in result["latency_ms"].items():
-        if net.startswith("profile"):
-            continue
-        for batch, ms in by_batch.items():
-            lines.append(f"| {net} | {batch} | " + " | ".join(f"{ms[n]:.2f}" for n in names) + " |")
-    for row in result["latency_ms"].get("profile_int8_227_batch1", [])[:8]:
-        lines.append(f"int8 227 px batch 1: {row['op']:<18} {row['ms']:7.3f} ms {row['share']:.0%}")
+    for threads, by_net in result["latency_ms"].items():
+        names = list(next(iter(by_net.values()))["1"])
+        lines += ["", f"| net ({threads} threads) | batch | "
+                  + " | ".join(f"{n} ms" for n in names) + " |",
+                  "|---|---|" + "---|" * len(names)]  # fmt: skip
+        for net, by_batch in by_net.items():
+            if net.startswith("profile"):
+                continue
+            for batch, ms in by_batch.items():
+                cells = " | ".join(f"{ms[n]:.2f}" for n in names)
+                lines.append(f"| {net} | {batch} | {cells} |")
+        for row in by_net.get("profile_int8_227_batch1", [])[:8]:
+            lines.append(f"int8 227 px batch 1: {row['op']:<18} {row['ms']:7.3f} ms "
+                         f"{row['share']:.0%}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -233,9 +237,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{time.strftime('%H:%M:%S', time.gmtime())} {message}", flush=True)
 
     runs = train_all(args, log)
-    runtime.configure_threads(args.threads)
+    runtime.configure_threads(args.threads[0])
     result: dict[str, Any] = {"accuracy": summarise(accuracy(runs, log))}
-    result["latency_ms"] = speed(runs, args, log)
+    result["latency_ms"] = {}
+    for threads in args.threads:  # torch's and onnxruntime's sessions follow torch's count
+        runtime.configure_threads(threads)
+        log(f"latency with {threads} thread(s)")
+        result["latency_ms"][str(threads)] = speed(runs, args, log)
     result.update(
         {
             "runs": {f"{d}-s{s}": str(p) for (d, s), p in runs.items()},
@@ -263,7 +271,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=120, help="training steps per run")
     p.add_argument("--train-threads", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2, help="runs trained at a time")
-    p.add_argument("--threads", type=int, default=2, help="inference threads (torch and ORT)")
+    p.add_argument("--threads", type=int, nargs="+", default=[2, 1],
+                   help="inference threads (torch and ORT): latency for each")  # fmt: skip
     p.add_argument("--rounds", type=int, default=20, help="interleaved rounds at batch 1")
     p.add_argument("--profile", action="store_true", help="int8 per-operator times, 227 px")
     return p.parse_args(argv)
