@@ -20,9 +20,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads libgomp, which reads it once: spinning OpenMP threads collapse on a loaded
+# two-core machine (docs/speed.md); the `alexnet` command sets it the same way.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import shlex
 import statistics
 import subprocess
@@ -279,5 +284,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the alexnet command sets it
     measure(parse_args())
