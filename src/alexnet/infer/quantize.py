@@ -13,6 +13,7 @@ the weights' preset says) and returns float32 logits or features on the CPU.
   (torch.ao.quantization) is deprecated in favour of torchao, which is not installed here.
   Without VNNI (AVX2 only) uint8 x int8 products can saturate their 16-bit pair sums, so
   there the weights use 7 bits (`reduce_range`), as onnxruntime's documentation advises.
+  The int8 graph is cached per weights and calibration images (`cached_int8`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from alexnet.infer.features import prepared_splits
 from alexnet.train.weights import run_data_spec
 
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
-CALIBRATION_IMAGES = 128  # enough for stable min/max ranges; calibration time grows with it
+CALIBRATION_IMAGES = 128  # what docs/speed.md measured with; calibration time grows with it
 # The layers with int8 kernels worth having: the convolutions and fc6-fc8. LRN's squares and
 # sums (exported as Mul, Pow, AveragePool) stay float: 256 levels cannot span their range.
 INT8_OPS = ("Conv", "Gemm", "MatMul")
