@@ -13,13 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.commands.predict import (
-    add_common,
-    check_weights_argument,
-    device_argument,
-    user_errors,
-)
+from alexnet.commands.predict import add_common, inference_net, user_errors
 from alexnet.fileio import atomic_write_bytes, atomic_write_text, check_output_dir
+from alexnet.infer.predict import embed_files, expand_inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,13 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @user_errors("embed")
 def run(args: argparse.Namespace) -> int:
     """fc7 features of every readable file, as float32 (N, D) .npy plus a file list beside it."""
-    from alexnet.infer.predict import embed_files, expand_inputs
-    from alexnet.train.weights import load_weights
-
-    check_weights_argument(args.weights)
     out = npy_path(Path(args.out))
     check_output_dir(out)
-    model, pre, _ = load_weights(args.weights, device=device_argument(args.device))
+    model, pre, _ = inference_net(args)
     ok = []
     for item in embed_files(model, pre, expand_inputs(args.inputs), batch_size=args.batch_size):
         if item.error is not None:

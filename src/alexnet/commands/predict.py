@@ -10,8 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import torch
+from torch import nn
 
 from alexnet.commands.errors import user_errors
+from alexnet.data.images import is_image_file
+from alexnet.data.preset import Preprocess
+from alexnet.infer.predict import expand_inputs, predict_files
+from alexnet.infer.quantize import (
+    PRECISIONS,
+    calibration_data,
+    for_inference,
+    onnxruntime_module,
+    resolve_precision,
+)
+from alexnet.train.distributed import pick_device
+from alexnet.train.weights import load_weights
 
 
 def positive_int(text: str) -> int:
@@ -25,10 +41,8 @@ def positive_int(text: str) -> int:
     return value
 
 
-def device_argument(name: str):  # -> torch.device
+def device_argument(name: str) -> torch.device:
     """`--device`, checked as train and evaluate check it (CUDA asked for but absent: one line)."""
-    from alexnet.train.distributed import pick_device
-
     try:
         return pick_device(name)
     except RuntimeError as err:  # torch's own words for a device string it does not know
@@ -37,10 +51,6 @@ def device_argument(name: str):  # -> torch.device
 
 def check_weights_argument(weights: str) -> None:
     """The weights come first: an image file there means the arguments are swapped."""
-    from pathlib import Path
-
-    from alexnet.data.images import is_image_file
-
     if Path(weights).is_file() and is_image_file(Path(weights)):
         raise ValueError(
             f"{weights} is an image, not weights: the weights come first "
@@ -65,6 +75,34 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=32, help="images per forward pass"
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        metavar="|".join(PRECISIONS),
+        help="fp32 (default); bf16 weights (fast where the CPU has AMX or AVX512-BF16); int8 "
+        "(onnxruntime, calibrated on --calibrate's images; the onnx extra); auto: bf16 "
+        "where the device has fast bf16, else fp32",
+    )
+    parser.add_argument(
+        "--calibrate",
+        metavar="DATA",
+        help="int8: images to calibrate activation ranges on (a prepared dir, an image folder, "
+        "fashion-mnist, cifar10; default: the run's own training data)",
+    )
+
+
+def inference_net(args: argparse.Namespace) -> tuple[nn.Module, Preprocess, dict]:
+    """The weights loaded and prepared at `--precision` on `--device` (predict and embed)."""
+    check_weights_argument(args.weights)
+    device = device_argument(args.device)
+    precision = resolve_precision(args.precision, device)  # a bad value before the weights load
+    if precision == "int8":
+        onnxruntime_module()  # the missing extra before the weights and calibration load
+    model, pre, meta = load_weights(args.weights, device=device)
+    calibration = None
+    if precision == "int8":
+        calibration = calibration_data(args.weights, pre, args.calibrate)
+    return for_inference(model, precision, device, calibration), pre, meta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,11 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("predict")
 def run(args: argparse.Namespace) -> int:
-    from alexnet.infer.predict import expand_inputs, predict_files
-    from alexnet.train.weights import load_weights
-
-    check_weights_argument(args.weights)
-    model, pre, meta = load_weights(args.weights, device=device_argument(args.device))
+    model, pre, meta = inference_net(args)
     paths = expand_inputs(args.inputs)
     items = []
     for item in predict_files(

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from alexnet.data.preset import Preprocess
+from alexnet.train.distributed import DistContext
+from alexnet.train.run import data_splits
 
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
@@ -19,9 +21,6 @@ FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 def prepared_splits(spec: str, image_size: int) -> dict[str, Path]:
     """{split: store dir} of a prepared dir or a source (prepared into the cache once, at the
     weights' image size), as `alexnet train` resolves its `--data`."""
-    from alexnet.train.distributed import DistContext
-    from alexnet.train.run import data_splits
-
     return data_splits(spec, image_size, DistContext(), quiet=True)  # one process
 
 

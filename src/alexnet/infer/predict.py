@@ -16,8 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.data.classes import imagenet_classes
+from alexnet.data.images import is_image_file, load_image
 from alexnet.data.preset import Preprocess
 from alexnet.infer.features import FeatureFn, fc7
+from alexnet.infer.quantize import as_inference_net
 
 
 @dataclass
@@ -41,8 +44,6 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
     A named file is kept whatever its extension, so an unreadable one is reported, not skipped.
     """
-    from alexnet.data.images import is_image_file
-
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -53,8 +54,6 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _load(path: Path, pre: Preprocess, views: Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor:
-    from alexnet.data.images import load_image
-
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     return views(load_image(path, draft_size=pre.image_size))
@@ -80,10 +79,6 @@ def _batches(
         yield items, torch.stack(tensors) if tensors else None
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.inference_mode()
 def predict_files(
     model: nn.Module,
@@ -95,15 +90,15 @@ def predict_files(
     batch_size: int = 32,
 ) -> Iterator[Item]:
     """Top-k classes with probabilities for each file, in order; ten-crop averages the softmax
-    of the ten patches (paper section 4.1)."""
-    model.eval()
-    k = min(top, model.num_classes)
+    of the ten patches (paper section 4.1). `model`: a net from `alexnet.infer.quantize.
+    for_inference` (any precision), or a plain model (run as it is, fp32)."""
+    net = as_inference_net(model)
+    k = min(top, net.num_classes)
     views = pre.ten_crop if ten_crop else pre.center
-    device = _device_of(model)
     for items, x in _batches(paths, pre, views, batch_size):
         if x is not None:
             n_views = 10 if ten_crop else 1
-            logits = model(x.flatten(0, 1).to(device) if ten_crop else x.to(device))
+            logits = net(x.flatten(0, 1) if ten_crop else x)
             probs = logits.float().softmax(-1).view(-1, n_views, logits.shape[-1]).mean(1)
             p, idx = probs.topk(k, dim=-1)
             rows = iter(zip(p.tolist(), idx.tolist(), strict=True))
@@ -121,8 +116,6 @@ def _entry(rank: int, index: int, prob: float, classes: list[str]) -> dict[str, 
     label = classes[index] if index < len(classes) else str(index)
     entry = {"rank": rank, "index": index, "label": label, "probability": prob}
     if len(classes) == 1000:  # ImageNet: the synset id disambiguates "crane" and "maillot"
-        from alexnet.data.classes import imagenet_classes
-
         table = imagenet_classes()
         if table[index].name == label:
             entry["synset"] = table[index].synset
@@ -139,11 +132,10 @@ def embed_files(
     fn: FeatureFn = fc7,
 ) -> Iterator[Item]:
     """Features of each file's centre crop: by default `model.embed` (fc7 after its ReLU for
-    the ImageNet nets); `fn=pooled_conv` for the anomaly bank."""
-    model.eval()
-    device = _device_of(model)
+    the ImageNet nets); `fn=pooled_conv` for the anomaly bank. `model` as for `predict_files`."""
+    net = as_inference_net(model)
     for items, x in _batches(paths, pre, pre.center, batch_size):
-        feats = iter(fn(model, x.to(device)).float().cpu().numpy()) if x is not None else None
+        feats = iter(fn(net, x).float().cpu().numpy()) if x is not None else None
         for item in items:
             if item.error is None:
                 item.features = next(feats)
