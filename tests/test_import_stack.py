@@ -32,8 +32,7 @@ VERB_LOADING = {("cli.py", "_load")}  # alexnet.commands.<verb> imported when th
 # set cannot go stale.
 PENDING = {
     "bench/loader.py", "bench/run.py", "bench/workloads.py",
-    "commands/bench.py", "commands/embed.py", "commands/export.py", "commands/predict.py",
-    "infer/export.py", "infer/features.py", "infer/predict.py",
+    "commands/bench.py", "infer/export.py",
 }  # fmt: skip
 
 
