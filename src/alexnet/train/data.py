@@ -167,7 +167,7 @@ def build_model(
         data.input_device = core.devices[0]
         model: nn.Module = core
     else:
-        core = model = prepare_model(core, device, precision)
+        core = model = prepare_model(core, device, precision, config.memory_format)
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
