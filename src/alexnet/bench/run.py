@@ -12,6 +12,7 @@ import dataclasses
 import os
 import platform
 import statistics
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from alexnet.allocator import loaded_allocator
 from alexnet.bench import kernels, workloads
 from alexnet.bench import loader as recipe
 from alexnet.bench.timing import forward_flops, interleaved, median_ratio, train_flops
+from alexnet.bench.workloads import repeat
 from alexnet.data.photos import photo_source
 from alexnet.models.lrn import lrn_backend
 
@@ -253,26 +255,42 @@ def precisions(s: Settings, device: torch.device) -> tuple[str, ...]:
     return tuple(kernels.DTYPES) if fast else ("fp32",)
 
 
+def _progress(what: str) -> None:
+    """A line on stderr as each table starts: a full run takes many minutes on two cores."""
+    print(f"bench: {what}", file=sys.stderr, flush=True)
+
+
 def run_bench(s: Settings, *, profile: bool = False) -> dict:
     """Every CPU measurement (and the GPU tables where CUDA is present), in one process."""
     cpu = torch.device("cpu")
     best = runtime.best_precision(cpu)
     results: dict = {"machine": machine(), "settings": dataclasses.asdict(s)}
+    _progress("LRN kernel")
     results["lrn"] = kernels.lrn_table(s.batch, s.repeats, precisions(s, cpu))
-    results["train"] = [train_table(s, cpu, p, nn_lrn=p == best) for p in precisions(s, cpu)]
+    results["train"] = []
+    for p in precisions(s, cpu):
+        _progress(f"training step, {p}")
+        results["train"].append(train_table(s, cpu, p, nn_lrn=p == best))
+    _progress("training step fed by the loaders")
     with tempfile.TemporaryDirectory(prefix="alexnet-bench-") as tmp:
         results["data"] = data_table(s, cpu, best, Path(tmp))
-    results["infer"] = [
-        infer_table(s, cpu, p, b) for b in s.infer_batches for p in precisions(s, cpu)
-    ]
-    model = workloads.build("alexnet", cpu, best, input_size=s.input_size)
-    probe = workloads.synthetic_batch(model, s.batch)
-    step = workloads.trainer_step(
-        workloads.trainer(model, cpu, best, "auto", probe), workloads.repeat(probe)
-    )
-    results["lrn_share"], table = workloads.lrn_share(step)
+    results["infer"] = []
+    for b in s.infer_batches:
+        for p in precisions(s, cpu):
+            _progress(f"inference, {p}, batch {b}")
+            results["infer"].append(infer_table(s, cpu, p, b))
+    # The profile of the Trainer's step in fp32 (the bar's precision) and in the best one.
+    results["step_shares"], profiles = {}, {}
+    for p in dict.fromkeys(("fp32", best) if profile else (best,)):
+        _progress(f"profile of one training step, {p}")
+        model = workloads.build("alexnet", cpu, p, input_size=s.input_size)
+        probe = workloads.synthetic_batch(model, s.batch)
+        trainer = workloads.trainer(model, cpu, p, "auto", probe)
+        step = workloads.trainer_step(trainer, repeat(probe))
+        results["step_shares"][p], profiles[p] = workloads.profile_step(step)
+    results["lrn_share"] = results["step_shares"][best]["LRN"]
     if profile:
-        results["profile"] = table
+        results["profile"] = profiles
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         results["gpu"] = {

@@ -76,7 +76,9 @@ def format_results(r: dict) -> str:
         "  loaders alone, per core: "
         + ", ".join(f"{k} {v:.0f} img/s" for k, v in d["loader_img_s_per_core"].items())
     )
-    lines.append(f"  LRN share of the alexnet step (profiled): {100 * r['lrn_share']:.1f}%")
+    for precision, shares in r["step_shares"].items():
+        parts = ", ".join(f"{kind} {100 * v:.0f}%" for kind, v in shares.items())
+        lines.append(f"  one alexnet {precision} step, profiled (own time): {parts}")
     for t in r["infer"]:
         lines += _table(f"inference ({t['precision']}, batch {t['batch']})", t, t["batch"] == 1)
     for key, tables in r.get("gpu", {}).items():
@@ -89,6 +91,6 @@ def format_results(r: dict) -> str:
     for t in r["targets"]:
         mark = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
         lines.append(f"  {t['target']:<52} {_fmt(t['value'], '.3g'):>8} {t['goal']:<8} {mark}")
-    if "profile" in r:
-        lines.append("\nprofile of one alexnet training step\n" + r["profile"])
+    for precision, table in r.get("profile", {}).items():
+        lines.append(f"\nprofile of one alexnet training step, {precision}\n{table}")
     return "\n".join(lines)

@@ -159,14 +159,27 @@ def inference_model(
     return model, torch.bfloat16 if precision == "bf16" else torch.float32
 
 
-def lrn_share(step: Step) -> tuple[float, str]:
-    """Fraction of one profiled call of `step` spent in the fused LRN (forward and backward),
-    and the profile's table (top ops by own time): what bounds the step."""
+# Profiler op names (self time) by what they do; the rest of a step is "other".
+_KINDS = {
+    "convolution": ("convolution", "mkldnn_conv"),
+    "matmul": ("addmm", "aten::mm", "bmm", "matmul"),
+    "LRN": ("_LRNFunction",),
+    "SGD": ("sgd",),
+}
+
+
+def profile_step(step: Step) -> tuple[dict[str, float], str]:
+    """Shares of one profiled call of `step` by kind of op (self time: convolution, matmul,
+    the fused LRN, SGD, other), and the profile's table (top ops by own time): what bounds
+    the step."""
     step()  # warm: allocations, kernel build
     with profile(activities=[ProfilerActivity.CPU]) as prof, record_function("train_step"):
         step()
     events = prof.key_averages()
     total = sum(e.cpu_time_total for e in events if e.key == "train_step")
-    lrn = sum(e.cpu_time_total for e in events if e.key.startswith("_LRNFunction"))
+    shares = dict.fromkeys([*_KINDS, "other"], 0.0)
+    for e in events:  # the step's own self time (Python between the ops) is "other"
+        kind = next((k for k, names in _KINDS.items() if any(n in e.key for n in names)), "other")
+        shares[kind] += e.self_cpu_time_total / total if total else float("nan")
     table = events.table(sort_by="self_cpu_time_total", row_limit=15)
-    return lrn / total if total else float("nan"), table
+    return shares, table
