@@ -79,10 +79,13 @@ def test_prepare_model_channels_last_fp32_and_same_outputs():
 def test_layout_rule_names_the_cpu_kind_and_job(monkeypatch, flags, kind):
     _flags(monkeypatch, flags)
     assert runtime.cpu_kind() == kind
+    reasons = set()
     for job in runtime.JOBS:
         layout = runtime.choose_layout(CPU, "fp32", job)
-        assert layout.name == "channels_last" and layout.reason
+        assert layout.name == "channels_last" and f"fp32 {job}" in layout.reason
         assert layout.memory_format == torch.channels_last
+        reasons.add(layout.reason)
+    assert len(reasons) == 2  # each job has its own figures (or says it has none)
 
 
 def test_layout_override_and_devices():
