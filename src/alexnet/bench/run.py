@@ -133,7 +133,7 @@ def train_table(s: Settings, device: torch.device, precision: str, *, nn_lrn: bo
     ceiling, interleaved; `nn_lrn` adds the row that measures the fused LRN's gain."""
     chosen = runtime.choose_layout(device, precision, "train")
     probe = workloads.synthetic_batch(workloads.baseline("naive", s.input_size), s.batch)
-    sides, flops, keep = {}, {}, []
+    sides, flops = {}, {}
 
     def add_trainer(label: str, layout: str, nn: bool = False) -> None:
         model = workloads.build(
@@ -142,12 +142,11 @@ def train_table(s: Settings, device: torch.device, precision: str, *, nn_lrn: bo
         trainer = workloads.trainer(model, device, precision, layout, probe)
         sides[label] = workloads.trainer_step(trainer, workloads.repeat(probe))
         flops[label] = train_flops(model, probe[0][:1].to(device)) * s.batch
-        keep.append(trainer)
 
     for layout in LAYOUTS:
         add_trainer(f"alexnet {precision} {layout}", layout)
     if nn_lrn:
-        add_trainer(sides_nn(precision, chosen.name), chosen.name, True)
+        add_trainer(nn_lrn_label(precision, chosen.name), chosen.name, True)
     for key, name in (("naive", "naive"), ("owt", "alexnet_owt")):
         model = workloads.baseline(name, s.input_size).to(device)
         batch = workloads.synthetic_batch(model, s.batch)
@@ -168,11 +167,11 @@ def train_table(s: Settings, device: torch.device, precision: str, *, nn_lrn: bo
     }
     if nn_lrn:  # the fused kernel's gain, paired round by round
         fused = times[f"alexnet {precision} {chosen.name}"]
-        table["lrn_gain"] = median_ratio(times[f"{sides_nn(precision, chosen.name)}"], fused)
+        table["lrn_gain"] = median_ratio(times[nn_lrn_label(precision, chosen.name)], fused)
     return table
 
 
-def sides_nn(precision: str, layout: str) -> str:
+def nn_lrn_label(precision: str, layout: str) -> str:
     """The label of the training row with nn's LRN in place of the fused one."""
     return f"alexnet {precision} {layout}, nn.LocalResponseNorm"
 
@@ -186,7 +185,8 @@ def infer_table(s: Settings, device: torch.device, precision: str, batch: int) -
         model, dtype = workloads.inference_model("alexnet", device, precision, layout, s.input_size)
         x = workloads.synthetic_batch(model, batch)[0].to(device=device, dtype=dtype)
         label = f"alexnet {precision} {layout}"
-        sides[label] = workloads.infer_step(model, x.contiguous(memory_format=_fmt(layout)))
+        x = x.contiguous(memory_format=runtime.Layout(layout, "").memory_format)
+        sides[label] = workloads.infer_step(model, x)
         flops[label] = forward_flops(model, x[:1])
     for key, name in (("naive", "naive"), ("owt", "alexnet_owt")):
         model = workloads.baseline(name, s.input_size).eval().to(device)
@@ -207,10 +207,6 @@ def infer_table(s: Settings, device: torch.device, precision: str, batch: int) -
         "rows": rows,
         "layout": layout_verdict(times, chosen, f"alexnet {precision}"),
     }
-
-
-def _fmt(layout: str) -> torch.memory_format:
-    return runtime.Layout(layout, "").memory_format
 
 
 def data_table(s: Settings, device: torch.device, precision: str, root: Path) -> dict:
