@@ -104,12 +104,14 @@ def cpu_kind() -> str:
 # than NCHW, since oneDNN convolves NHWC natively and reorders NCHW activations around every
 # convolution, and in bf16 on AMX the gap is large. Keyed by (CPU kind, job, precision).
 _CPU_LAYOUT_REASONS = {
-    ("amx", "train", "bf16"): "AMX Xeon, bf16 training: channels_last 1.77x NCHW (5 of 5 rounds)",
-    ("amx", "train", "fp32"): "AMX Xeon, fp32 training: channels_last 1.13x NCHW (3 of 5 rounds)",
-    ("amx", "infer", "bf16"): "AMX Xeon, bf16 inference: channels_last 2.15x NCHW at batch 64, "
-    "1.16x at batch 1",
-    ("amx", "infer", "fp32"): "AMX Xeon, fp32 inference: channels_last 1.38x NCHW at batch 64, "
-    "within noise at batch 1",
+    ("amx", "train", "bf16"): "AMX Xeon, bf16 training: channels_last 1.77-1.99x NCHW (8 of 8 "
+    "rounds, 2 runs)",
+    ("amx", "train", "fp32"): "AMX Xeon, fp32 training: channels_last 1.13-1.19x NCHW (6 of 8 "
+    "rounds, 2 runs)",
+    ("amx", "infer", "bf16"): "AMX Xeon, bf16 inference: channels_last 1.98-2.15x NCHW at batch "
+    "64, 1.16-1.43x at batch 1",
+    ("amx", "infer", "fp32"): "AMX Xeon, fp32 inference: channels_last 1.38-1.61x NCHW at batch "
+    "64, 1.00-1.10x at batch 1",
     ("avx2", "train", "fp32"): "AVX2 EPYC, fp32 training: within noise of NCHW (25.9 vs 26.6 "
     "img/s; channels_last ahead in 6 of 8 rounds)",
     ("avx2", "infer", "fp32"): "AVX2 EPYC, fp32 inference: channels_last 78 vs NCHW 63 img/s at "
