@@ -103,20 +103,16 @@ def cpu_kind() -> str:
 # figures and their machines are in docs/speed.md): channels_last was never measured slower
 # than NCHW, since oneDNN convolves NHWC natively and reorders NCHW activations around every
 # convolution, and in bf16 on AMX the gap is large. Keyed by (CPU kind, job, precision).
-_CPU_LAYOUT_REASONS = {
-    ("amx", "train", "bf16"): "AMX Xeon, bf16 training: channels_last 1.77-1.99x NCHW (8 of 8 "
-    "rounds, 2 runs)",
-    ("amx", "train", "fp32"): "AMX Xeon, fp32 training: channels_last 1.13-1.19x NCHW (6 of 8 "
-    "rounds, 2 runs)",
-    ("amx", "infer", "bf16"): "AMX Xeon, bf16 inference: channels_last 1.98-2.15x NCHW at batch "
-    "64, 1.16-1.43x at batch 1",
-    ("amx", "infer", "fp32"): "AMX Xeon, fp32 inference: channels_last 1.38-1.61x NCHW at batch "
-    "64, 1.00-1.10x at batch 1",
-    ("avx2", "train", "fp32"): "AVX2 EPYC, fp32 training: within noise of NCHW (25.9 vs 26.6 "
-    "img/s; channels_last ahead in 6 of 8 rounds)",
-    ("avx2", "infer", "fp32"): "AVX2 EPYC, fp32 inference: channels_last 78 vs NCHW 63 img/s at "
-    "batch 64, 34.8 vs 36.8 ms at batch 1",
+_CPU_LAYOUT_FIGURES = {
+    ("amx", "train", "bf16"): "1.77-1.99x NCHW (8 of 8 rounds, 2 runs)",
+    ("amx", "train", "fp32"): "1.13-1.19x NCHW (6 of 8 rounds, 2 runs)",
+    ("amx", "infer", "bf16"): "1.98-2.15x NCHW at batch 64, 1.16-1.43x at batch 1",
+    ("amx", "infer", "fp32"): "1.38-1.61x NCHW at batch 64, 1.00-1.10x at batch 1",
+    ("avx2", "train", "fp32"): "within noise of NCHW (25.9 vs 26.6 img/s, ahead in 6 of 8 rounds)",
+    ("avx2", "infer", "fp32"): "78 vs NCHW 63 img/s at batch 64, 34.8 vs 36.8 ms at batch 1",
 }
+_CPU_NAMES = {"amx": "AMX Xeon", "avx2": "AVX2 EPYC", "avx512": "AVX-512 CPU", "other": "CPU"}
+_JOB_NAMES = {"train": "training", "infer": "inference"}
 
 
 def choose_layout(
@@ -139,8 +135,9 @@ def choose_layout(
     if device.type != "cpu":
         return Layout("nchw", f"{device.type}: the default layout")
     kind = cpu_kind()
-    unmeasured = f"{kind} CPU, {precision} {job}: oneDNN's native layout (not measured here)"
-    return Layout("channels_last", _CPU_LAYOUT_REASONS.get((kind, job, precision), unmeasured))
+    figure = _CPU_LAYOUT_FIGURES.get((kind, job, precision), "(oneDNN's; not measured here)")
+    reason = f"{_CPU_NAMES[kind]}, {precision} {_JOB_NAMES[job]}: channels_last {figure}"
+    return Layout("channels_last", reason)
 
 
 def memory_format(
