@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from alexnet.cli import main
-from alexnet.infer.anomaly import Bank, auroc, evaluate_held_out_class
+from alexnet.data.store import open_store
+from alexnet.infer.anomaly import (
+    Bank,
+    auroc,
+    class_index,
+    evaluate_held_out_class,
+    held_out_class_auroc,
+)
 from alexnet.train.weights import load_weights
 from test_infer_helpers import make_run, photos, prepared_data
 
@@ -52,16 +59,30 @@ def test_bank_score_is_the_mean_of_the_k_smallest_distances(tmp_path: Path) -> N
         Bank.load(tmp_path / "x.npz")
 
 
-def test_held_out_class_of_coloured_noise_is_found(tmp_path: Path) -> None:
-    from alexnet.data.store import open_store
-
+def test_held_out_class_of_coloured_noise_is_found(tmp_path: Path, capsys) -> None:
     data = prepared_data(tmp_path / "data")
-    model, pre, _ = load_weights(make_run(tmp_path / "run"))
+    run = make_run(tmp_path / "run")
+    model, pre, _ = load_weights(run)
     train, test = open_store(data / "train"), open_store(data / "val")
     result = evaluate_held_out_class(model, pre, train, test, anomaly_class=2, k=1)
     # the classes differ by colour: even random conv features separate them
     assert result["bank_size"] == 36 and result["anomalies"] == 1 and result["test_size"] == 8
     assert result["auroc"] > 0.8
+    # `alexnet anomaly eval` (the class by its name) is the same evaluation from the files
+    name = train.class_names[2]
+    assert main(["anomaly", "eval", str(run), "--anomaly-class", name.upper(), "--data",
+                 str(data), "--k", "1"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out) == {**result, "anomaly_name": name}
+    assert held_out_class_auroc(run, "2", data=str(data), k=1) == {**result, "anomaly_name": name}
+
+
+def test_class_index_by_index_or_name() -> None:
+    classes, names = ["n01", "n02", "n03"], ["cat", "dog", "bird"]
+    assert [class_index(v, classes, names) for v in ("1", "DOG", "n03", " cat ")] == [1, 1, 2, 0]
+    with pytest.raises(ValueError, match=r"--anomaly-class 3 not in 0\.\.2"):
+        class_index("3", classes, names)
+    with pytest.raises(ValueError, match="'fish' names no class of the data; its classes: cat"):
+        class_index("fish", classes, names)
 
 
 def test_fit_and_score_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

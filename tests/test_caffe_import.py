@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from google.protobuf import descriptor_pb2
 
 from alexnet.models import create_model
 from alexnet.models.pretrained import caffe_proto
@@ -265,12 +266,29 @@ def _proto_fields(text: str) -> dict[str, set[tuple]]:
     return fields
 
 
+def _built_fields(file: descriptor_pb2.FileDescriptorProto) -> dict[str, set[tuple]]:
+    """The same sets, read back from the descriptor the package builds."""
+    label = {v: k for k, v in caffe_proto._LABELS.items()}
+    scalar = {v: k for k, v in caffe_proto._SCALARS.items()}
+    fields: dict[str, set[tuple]] = {}
+    for message in file.message_type:
+        fields[message.name] = {
+            (label[f.label], scalar.get(f.type) or f.type_name.rsplit(".", 1)[1], f.name,
+             str(f.number))
+            for f in message.field
+        }  # fmt: skip
+        for enum in message.enum_type:
+            fields[enum.name] = {(v.name, str(v.number)) for v in enum.value}
+    return fields
+
+
 def test_proto_subset_file_matches_the_built_messages():
-    text = (Path(caffe_proto.__file__).parent / "caffe_subset.proto").read_text()
+    text = caffe_proto.PROTO.read_text()
     assert 'syntax = "proto2";' in text and "package caffe;" in text
-    expected = {m: {(a, b, c, str(d)) for a, b, c, d in f} for m, f in caffe_proto.FIELDS.items()}
-    expected["LayerType"] = {(name, str(n)) for name, n in caffe_proto.V1_LAYER_TYPES.items()}
-    assert _proto_fields(text) == expected
+    assert _built_fields(caffe_proto.file_descriptor()) == _proto_fields(text)
+    packed = {f.name for m in caffe_proto.file_descriptor().message_type for f in m.field
+              if f.options.packed}  # fmt: skip
+    assert packed == {"dim", "data", "double_data"}, packed  # Caffe's [packed = true] fields
     # Field numbers as in BVLC/caffe's caffe.proto (read there, not derived from this file).
     assert caffe_proto.NetParameter.DESCRIPTOR.fields_by_name["layer"].number == 100
     assert caffe_proto.NetParameter.DESCRIPTOR.fields_by_name["layers"].number == 2
@@ -278,10 +296,18 @@ def test_proto_subset_file_matches_the_built_messages():
     assert caffe_proto.V1LayerParameter.CONVOLUTION == 4
 
 
+@pytest.mark.parametrize(
+    "line",
+    ["optinal int32 num = 1;", "map<string, int32> m = 3;", "oneof x {", "required int32 a = 1"],
+)
+def test_proto_subset_refuses_a_line_it_does_not_understand(line):
+    text = caffe_proto.PROTO.read_text().replace("  optional int32 num = 1;", f"  {line}")
+    with pytest.raises(ValueError, match=r"caffe_subset\.proto:\d+: not understood here"):
+        caffe_proto.file_descriptor(text)
+
+
 def test_proto_subset_compiles_to_the_same_descriptor(tmp_path):
     protoc = pytest.importorskip("grpc_tools.protoc", reason="protoc (grpcio-tools) not installed")
-    from google.protobuf import descriptor_pb2
-
     folder = Path(caffe_proto.__file__).parent
     out = tmp_path / "subset.pb"
     args = ["protoc", f"-I{folder}", f"--descriptor_set_out={out}", "caffe_subset.proto"]

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import alexnet
+from alexnet.cli import COMMANDS, build_parser
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -19,6 +22,28 @@ def test_help_lists_the_verbs() -> None:
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
     assert "usage: alexnet" in result.stdout and "list-models" in result.stdout
+
+
+def test_help_imports_no_verb_and_no_torch() -> None:
+    """The verbs' modules import torch at their top; `alexnet --help` loads none of them."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "alexnet", "--help"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}  # fmt: skip
+    assert "alexnet.cli" in imported  # the log is read right
+    heavy = {m for m in imported if m.split(".")[0] in ("torch", "numpy")}
+    assert not heavy and not {m for m in imported if m.startswith("alexnet.commands")}, heavy
+
+
+@pytest.mark.parametrize("verb", list(COMMANDS))
+def test_every_verb_has_its_help(verb: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        build_parser(verb).parse_args([verb, "--help"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: alexnet {verb}")
 
 
 def test_version() -> None:

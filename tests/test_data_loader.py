@@ -15,10 +15,12 @@ import torch
 
 from alexnet.data.loader import make_loader
 from alexnet.data.prepare import prepare
+from alexnet.data.preset import ten_crop
 from alexnet.data.sources import ArrayReader, Source, Split
 from alexnet.data.stats import DataStats
-from alexnet.data.store import FORMAT, VERSION, open_store
-from alexnet.data.transforms import lighting_offsets, pca_lighting, ten_crop
+from alexnet.data.store import FORMAT, VERSION, Store, open_store
+from alexnet.data.transforms import lighting_offsets
+from alexnet.train.data import hold_out
 
 SIDE, CROP = 64, 40
 
@@ -72,10 +74,8 @@ def test_ten_crops_positions_and_reflections(coded: Path) -> None:
         assert torch.equal(crop[1, 0], torch.arange(left, left + CROP, dtype=torch.float32))
         assert torch.equal(images[2, v + 5], crop.flip(-1))
         assert float(crop[2, 0, 0]) == 14.0  # sample 2
-    np_crops = ten_crop(store[2][0], CROP)
+    # the loader's CropWriter and the preset's ten_crop (predict's path) cut the same views
     torch_crops = ten_crop(torch.from_numpy(store[2][0].transpose(2, 0, 1).copy()), CROP)
-    assert np_crops.shape == (10, CROP, CROP, 3)
-    assert torch.equal(torch.from_numpy(np_crops.transpose(0, 3, 1, 2).copy()), torch_crops)
     assert torch.equal(torch_crops.float(), images[2])
 
 
@@ -182,8 +182,8 @@ def test_same_pixels_whatever_the_worker_count_and_resume(photos: Path) -> None:
     assert not torch.equal(serial[0][0], other_epoch)
 
 
-class _Subset:
-    """The minimal store protocol the loader documents (what a held-out split provides)."""
+class _Subset(Store):
+    """A part of a store that offers no whole-batch gather: the loader's per-sample path."""
 
     def __init__(self, store, indices: np.ndarray) -> None:
         self.store, self.indices = store, indices
@@ -193,8 +193,17 @@ class _Subset:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def image(self, index: int) -> np.ndarray:
-        return self.store.image(int(self.indices[index]))
+    def image_chw(self, index: int) -> np.ndarray:
+        return self.store.image_chw(int(self.indices[index]))
+
+    def uniform_size(self) -> None:
+        return None
+
+    def images_chw(self, indices: np.ndarray) -> np.ndarray:
+        raise AssertionError("the loader gathered from a store without uniform_size")
+
+    def release(self) -> None:
+        self.store.release()
 
 
 def test_loader_reads_any_store_like_object(photos: Path) -> None:
@@ -242,6 +251,51 @@ def test_whole_image_batches_are_one_gather_with_the_same_pixels(
     assert not make_loader(store, **{**kw, "crop_size": CROP})._whole_batches
 
 
+def _raw_chw(store_dir: Path, indices: np.ndarray) -> np.ndarray:
+    """Images `indices` read straight from data.bin by the documented layout (planar uint8,
+    image i at offsets[i]), not through the store's own reads."""
+    data = np.fromfile(store_dir / "data.bin", np.uint8)
+    offsets = np.load(store_dir / "offsets.npy")
+    shapes = np.load(store_dir / "shapes.npy")
+    return np.stack(
+        [data[offsets[i] : offsets[i + 1]].reshape(shapes[i][[2, 0, 1]]) for i in indices]
+    )
+
+
+@pytest.mark.parametrize("normalize", ["mean_image", "channel"])
+@pytest.mark.parametrize("part", ["train", "val"])
+def test_a_held_out_split_keeps_the_whole_batch_gather(
+    photos: Path, normalize: str, part: str
+) -> None:
+    """--val-split's parts of train (alexnet.train.data.hold_out) gather whole batches like the
+    full store: the same pixels as the per-sample path and as data.bin's bytes in float64."""
+    store = open_store(photos / "train")
+    parts = dict(zip(("train", "val"), hold_out(store, 0.25, seed=5), strict=True))
+    subset = parts[part]
+    kw = {"train": part == "train", "crop_size": SIDE, "batch_size": 4, "seed": 2}
+    kw.update(normalize=normalize, flip=False, pca_std=0.0, stats=store.stats)
+    fast = make_loader(subset, **kw)
+    assert fast._whole_batches  # the gather path is the one under test
+    per_sample = make_loader(_Subset(store, subset.indices), **kw)
+    assert not per_sample._whole_batches
+    for number in range(len(fast)):
+        images, labels = fast.batch(1, number)
+        expected_images, expected_labels = per_sample.batch(1, number)
+        assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+    order = subset.indices[fast.indices(1)]  # store indices, in the epoch's order
+    images = torch.cat([batch for batch, _ in fast.epoch(1)]).numpy()
+    labels = torch.cat([batch for _, batch in fast.epoch(1)]).numpy()
+    raw = _raw_chw(photos / "train", order).astype(np.float64)
+    stats = store.stats
+    if normalize == "mean_image":
+        x = raw - stats.mean_image.astype(np.float64).transpose(2, 0, 1)
+    else:
+        x = (raw - stats.channel_mean[:, None, None]) / stats.channel_std[:, None, None]
+    assert len(images) == len(order) - (len(order) % 4 if part == "train" else 0)
+    np.testing.assert_allclose(images, x[: len(images)], atol=2e-3)
+    assert np.array_equal(labels, np.load(photos / "train" / "labels.npy")[order][: len(images)])
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_distributed_shards_disjoint_and_complete(photos: Path, train: bool) -> None:
     store, world = open_store(photos / "train"), 3
@@ -269,7 +323,7 @@ def test_distributed_shards_disjoint_and_complete(photos: Path, train: bool) -> 
     assert [len(l) for l in loaders] == [-(-len(s) // 4) for s in shards]
 
 
-def test_torch_pca_lighting_matches_numpy() -> None:
+def test_lighting_offsets_carry_the_data_covariance() -> None:
     rng = np.random.Generator(np.random.PCG64(0))
     a = rng.normal(size=(3, 3))
     cov = a @ a.T * 100
@@ -278,18 +332,18 @@ def test_torch_pca_lighting_matches_numpy() -> None:
     offsets = lighting_offsets(alpha, eigval, eigvec)
     # independent truth: the offset's covariance over alpha ~ N(0, 1) is the data covariance
     np.testing.assert_allclose(eigvec @ np.diag(eigval) @ eigvec.T, cov, atol=1e-9)
-    images = torch.zeros(5, 3, 2, 2)
-    out = pca_lighting(
-        images, torch.from_numpy(alpha), torch.from_numpy(eigval), torch.from_numpy(eigvec)
+    # each offset is sum_i p_i * alpha_i * sqrt(lambda_i), written out in float64
+    expected = np.stack(
+        [sum(eigvec[:, i] * a[i] * eigval[i] ** 0.5 for i in range(3)) for a in alpha]
     )
-    np.testing.assert_allclose(out[:, :, 1, 1].numpy(), offsets, atol=1e-4)
+    np.testing.assert_allclose(offsets, expected, rtol=1e-5, atol=1e-4)
     many = lighting_offsets(rng.normal(size=(200_000, 3)), eigval, eigvec).astype(np.float64)
     np.testing.assert_allclose(np.cov(many, rowvar=False), cov, rtol=0.03, atol=2.0)
 
 
 RSS_SCRIPT = """
 import json, sys, numpy as np
-from alexnet.data.store import FORMAT, VERSION, open_store
+from alexnet.data.store import FORMAT, VERSION, Store, open_store
 from alexnet.data.loader import make_loader
 from alexnet.data.stats import DataStats
 def status(key):

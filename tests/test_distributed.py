@@ -69,3 +69,33 @@ def test_distributed_evaluation_counts_each_sample_once(data, single):
     for key in ("top1_acc", "top5_acc", "loss"):
         assert double[key] == pytest.approx(single[key], rel=1e-6)
     assert double["per_class_acc"] == pytest.approx(single["per_class_acc"])
+
+
+STOP_SCRIPT = """
+import sys
+
+from alexnet.train.config import make_config
+from alexnet.train.run import train
+
+data, out = sys.argv[1:]
+config = make_config({
+    "data": data, "out": out, "model": "cifar_fig1", "model_options": {"input_size": 12},
+    "epochs": 3, "batch_size": 8, "lr": 0.05, "threads": 1, "precision": "fp32",
+    "device": "cpu", "quiet": True, "safetensors": False,
+})
+train(config, stop=lambda records: len(records) == 1)  # only rank 0 is given the records
+"""
+
+
+def test_every_rank_stops_where_rank_0s_stop_condition_says(data, tmp_path):
+    """A rank that went on alone would wait for the others forever (the timeout fails it)."""
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_SCRIPT)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", str(script), str(data), str(tmp_path / "run")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launcher, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert ckpt["epoch"] == 1 and [r["epoch"] for r in records if r["kind"] == "epoch"] == [1]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from alexnet.cli import main
 from alexnet.experiments import EXPERIMENTS
@@ -88,6 +89,37 @@ def test_fit_stops_at_the_target_and_continues_a_stopped_run(tmp_path: Path) -> 
     assert second["records"][0] == first["records"][0] and not second["cut_short"]
     late = fit(layer, tmp_path / "run", epochs=4, deadline=time.time())  # no epoch may start
     assert len(late["records"]) == 2 and late["cut_short"]
+
+
+def test_fit_is_one_training_call_and_a_stopped_run_continues_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target stops the trainer itself (one `train` call, not one per epoch); the stopped run,
+    continued by `resume`, ends with the weights of a run that never stopped."""
+    from alexnet.experiments import common
+    from alexnet.experiments.fig1 import base_layer
+
+    data = str(common.prepared("synthetic:64:32:10", 32, view=tmp_path / "data"))
+    layer = {**base_layer("relu", data), "batch_size": 16, "lr": 0.01}
+    calls: list[str] = []
+    for name in ("train", "resume"):
+        real = getattr(common, name)
+        monkeypatch.setattr(
+            common, name, lambda *a, _r=real, _n=name, **k: calls.append(_n) or _r(*a, **k)
+        )
+    stopped = fit(layer, tmp_path / "stopped", epochs=3, until=lambda records: len(records) == 2)
+    assert calls == ["train"] and len(stopped["records"]) == 2 and not stopped["cut_short"]
+    continued = fit(layer, tmp_path / "stopped", epochs=3)
+    assert calls == ["train", "resume"] and len(continued["records"]) == 3
+    straight = fit(layer, tmp_path / "straight", epochs=3)
+    assert [r["train_loss"] for r in continued["records"]] == [
+        r["train_loss"] for r in straight["records"]
+    ]
+    a, b = (
+        torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=True)["model"]
+        for run in ("stopped", "straight")
+    )
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_deadline_leaves_both_arms_of_a_seed_at_the_same_epoch(tmp_path: Path) -> None:

@@ -577,12 +577,12 @@ def test_train_out_under_a_file_is_one_line(data, tmp_path, capsys):
 
 # -- the error policy ---------------------------------------------------------------------
 def test_bugs_keep_their_traceback(data, monkeypatch, tmp_path):
-    import alexnet.train.run
+    import alexnet.commands.train
 
     def buggy(*args, **kwargs):
         return {}["x"]
 
-    monkeypatch.setattr(alexnet.train.run, "train", buggy)
+    monkeypatch.setattr(alexnet.commands.train, "train", buggy)  # the name the verb calls
     with pytest.raises(KeyError):
         main(["train", "--data", str(data), "--out", str(tmp_path / "r")])
 

@@ -85,7 +85,7 @@ def test_hold_out_is_seeded_disjoint_and_complete(run):
     assert (len(train), len(val)) == (36, 12)
     assert not set(train.indices) & set(val.indices)
     assert np.array_equal(np.sort(np.r_[train.indices, val.indices]), np.arange(48))
-    assert np.array_equal(val.image(0), store.image(int(val.indices[0])))
+    assert np.array_equal(val.image_chw(0), store.image_chw(int(val.indices[0])))
     assert np.array_equal(hold_out(store, 0.25, seed=3)[1].indices, val.indices)
     with pytest.raises(ValueError, match="empty"):
         hold_out(store, 0.001, seed=0)

@@ -10,6 +10,7 @@ from alexnet.train.config import make_config
 from alexnet.train.loop import NonFiniteLossError, Trainer
 from alexnet.train.metrics_log import read_metrics
 from alexnet.train.optim import LRSchedule
+from alexnet.train.run import train
 
 
 class Tiny(nn.Module):
@@ -122,6 +123,43 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path, schedule):
         assert ra["train_loss"] == rb["train_loss"] and ra["step"] == rb["step"]
     steps_b = [r["step"] for r in read_metrics(tmp_path / "b") if r["kind"] == "step"]
     assert steps_b == list(range(1, 16))  # lines after the checkpoint were not duplicated
+
+
+def test_a_stop_condition_ends_fit_and_a_resume_continues_exactly(tmp_path):
+    """`stop(records)` after every epoch: it sees the run's epoch records (earlier invocations'
+    too, as metrics.jsonl holds them); stopping leaves last.pt at that epoch, and the resumed
+    run ends bit-identical to one that never stopped."""
+    x, y = _data(40)
+    loader = MemoryLoader(x, y, 8)
+    full = _trainer(tmp_path / "a", loader, epochs=4)
+    full.fit()
+    seen: list[list[dict]] = []
+
+    def stop_at_two(records):
+        seen.append(list(records))
+        return len(records) == 2
+
+    part = _trainer(tmp_path / "b", loader, epochs=4)
+    last = part.fit(stop=stop_at_two)
+    assert [len(r) for r in seen] == [1, 2] and last["epoch"] == 2
+    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]) == (2, 10, 0)
+    torch.manual_seed(123)  # the resumed process starts from another RNG state
+    resumed = _trainer(tmp_path / "b", loader, epochs=4)
+    resumed.load_state(ckpt)
+    resumed.fit(resume_step=10, stop=lambda records: seen.append(list(records)) or False)
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    on_disk = [r for r in read_metrics(tmp_path / "b") if r["kind"] == "epoch"]
+    assert [len(r) for r in seen] == [1, 2, 3, 4] and seen[-1] == on_disk
+    assert [r["train_loss"] for r in on_disk] == [
+        r["train_loss"] for r in read_metrics(tmp_path / "a") if r["kind"] == "epoch"
+    ]
+
+
+def test_train_refuses_what_is_no_config():
+    with pytest.raises(TypeError, match=r"resume\(run_dir"):
+        train(None)
 
 
 def test_lr_given_on_resume_replaces_the_saved_one(tmp_path):

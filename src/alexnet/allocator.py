@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 NO_TCMALLOC = "ALEXNET_NO_TCMALLOC"
 _REEXECUTED = "ALEXNET_TCMALLOC_REEXEC"  # set in the re-executed process: never loop
@@ -36,16 +35,17 @@ def find_tcmalloc() -> str | None:
     """Path of an installed tcmalloc shared library, or None."""
     for folder in _LIB_DIRS:
         for name in _LIB_NAMES:
-            path = Path(folder) / name
-            if path.is_file():
-                return str(path)
+            path = os.path.join(folder, name)  # os.path, not pathlib: `alexnet --help` imports
+            if os.path.isfile(path):  # this module, and pathlib would double its start-up
+                return path
     return None
 
 
 def loaded_allocator() -> str:
     """ "tcmalloc" when this process runs with tcmalloc mapped in, else "default"."""
     try:
-        maps = Path("/proc/self/maps").read_text()
+        with open("/proc/self/maps", encoding="utf-8") as handle:
+            maps = handle.read()
     except OSError:
         return "default"
     return "tcmalloc" if "libtcmalloc" in maps else "default"

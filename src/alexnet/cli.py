@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from alexnet import __version__
+from alexnet.allocator import prepare_process
 
 # verb -> (module under alexnet.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -61,8 +62,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
     if from_command_line and verb in COMMANDS:
-        from alexnet.allocator import prepare_process
-
         prepare_process()  # OpenMP wait policy; re-exec under tcmalloc (see alexnet.allocator)
     if verb is not None and verb not in COMMANDS:
         close = difflib.get_close_matches(verb, list(COMMANDS), n=1)

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from alexnet.fileio import atomic_write_bytes
+
 
 def plain_name(value: Any, what: str) -> str:
     """`value` when it is one plain file name; ValueError naming `what` otherwise."""
@@ -37,6 +39,4 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     a reader (or a crash, or a full disk) never leaves half a file under the final name. The one
     implementation is `alexnet.fileio.atomic_write_bytes` (fsync'd, the mode open() gives, a
     failure one WriteError naming the file)."""
-    from alexnet.fileio import atomic_write_bytes
-
     return atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from alexnet import runtime
+from alexnet.bench.timing import median_seconds
 from alexnet.models import create_model
 from alexnet.models.lrn import LocalResponseNorm, with_reference_lrn
 from alexnet.train.config import TrainConfig
@@ -119,6 +120,25 @@ def trainer_step(trainer: Trainer, batches: Iterator[Batch]) -> Step:
     return lambda: trainer.train_step(*next(batches))
 
 
+def train_step(
+    model: nn.Module, device: torch.device, precision: str, memory_format: torch.memory_format
+) -> Callable[[Batch], object]:
+    """The Trainer's step as a function of a batch (for alexnet.bench.gpu's feeds): a Trainer
+    around `model` (DDP-wrapped or not) in the layout `memory_format` names."""
+    layout = "channels_last" if memory_format == torch.channels_last else "nchw"
+    probe = synthetic_batch(getattr(model, "module", model), 1)
+    step = trainer(model, device, precision, layout, probe)
+    return lambda batch: step.train_step(*batch)
+
+
+def synthetic_batches(
+    model: nn.Module, batch: int, device: torch.device, memory_format: torch.memory_format
+) -> Iterator[Batch]:
+    """`synthetic_batch` on `device` in `memory_format`, forever."""
+    x, y = synthetic_batch(model, batch)
+    return repeat((x.to(device).contiguous(memory_format=memory_format), y.to(device)))
+
+
 def plain_step(model: nn.Module, batches: Iterator[Batch]) -> Step:
     """One step of the pytorch/examples loop (fp32, default layout, foreach SGD): the
     baselines' own loop, what a user writes without this package."""
@@ -157,6 +177,22 @@ def inference_model(
     model = create_model(name, **_options(input_size))
     model = runtime.prepare_inference_model(model, device, precision, layout)
     return model, torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def infer_rate(
+    name: str,
+    device: torch.device,
+    precision: str,
+    batch: int,
+    repeats: int,
+    input_size: int | None = None,
+) -> dict[str, float]:
+    """Inference of model `name` at `batch` as alexnet.runtime prepares it (median call)."""
+    model, dtype = inference_model(name, device, precision, "auto", input_size)
+    x = synthetic_batch(model, batch)[0].to(device=device, dtype=dtype)
+    x = x.contiguous(memory_format=runtime.memory_format(device, precision, job="infer"))
+    seconds = median_seconds(infer_step(model, x), repeats=repeats, warmup=2, device=device)
+    return {"batch": batch, "latency_ms": 1e3 * seconds, "img_s": batch / seconds}
 
 
 # Profiler op names (self time) by what they do; the rest of a step is "other".

@@ -13,7 +13,14 @@ import argparse
 import json
 import sys
 
-from alexnet.commands.predict import user_errors
+import numpy as np
+from torch import nn
+
+from alexnet.commands.errors import user_errors
+from alexnet.infer.anomaly import Bank, held_out_class_auroc
+from alexnet.infer.features import pooled_conv
+from alexnet.infer.predict import Item, embed_files, expand_inputs
+from alexnet.train.weights import load_weights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
     return {"fit": _fit, "score": _score, "eval": _eval}[args.action](args)
 
 
-def _features(weights: str, inputs: list[str], batch_size: int) -> tuple[list, object]:
-    from alexnet.infer.features import pooled_conv
-    from alexnet.infer.predict import embed_files, expand_inputs
-    from alexnet.train.weights import load_weights
-
+def _features(weights: str, inputs: list[str], batch_size: int) -> tuple[list[Item], nn.Module]:
     model, pre, _ = load_weights(weights)
     items = list(
         embed_files(model, pre, expand_inputs(inputs), batch_size=batch_size, fn=pooled_conv)
@@ -60,10 +63,6 @@ def _features(weights: str, inputs: list[str], batch_size: int) -> tuple[list, o
 
 
 def _fit(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from alexnet.infer.anomaly import Bank
-
     items, model = _features(args.weights, args.inputs, args.batch_size)
     ok = [i for i in items if i.error is None]
     if not ok:
@@ -80,10 +79,6 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from alexnet.infer.anomaly import Bank
-
     bank = Bank.load(args.bank)
     items, _ = _features(args.weights or bank.meta["weights"], args.inputs, args.batch_size)
     ok = [i for i in items if i.error is None]
@@ -104,54 +99,9 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from alexnet.data.store import open_store
-    from alexnet.infer.anomaly import evaluate_held_out_class
-    from alexnet.infer.features import prepared_splits
-    from alexnet.train.weights import load_weights, run_data_spec
-
-    model, pre, _ = load_weights(args.weights)
-    spec = args.data or (run_data_spec(Path(args.weights)) if Path(args.weights).is_dir() else None)
-    if spec is None:
-        print("error: pass --data (the weights are not a run directory)", file=sys.stderr)
-        return 2
-    splits = prepared_splits(spec, pre.image_size)
-    test_split = next((s for s in ("test", "val") if s in splits), None)
-    if "train" not in splits or test_split is None:
-        print(
-            f"error: {spec} needs a train and a test/val split, has {sorted(splits)}",
-            file=sys.stderr,
-        )
-        return 2
-    train, test = open_store(splits["train"]), open_store(splits[test_split])
-    held_out = class_index(str(args.anomaly_class), train.classes, train.class_names)
-    result = evaluate_held_out_class(
-        model,
-        pre,
-        train,
-        test,
-        held_out,
-        k=args.k,
-        max_train=args.max_train,
-        max_test=args.max_test,
-    )
-    result["anomaly_name"] = train.class_names[held_out]
+    result = held_out_class_auroc(
+        args.weights, str(args.anomaly_class), data=args.data, k=args.k,
+        max_train=args.max_train, max_test=args.max_test,
+    )  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
-
-
-def class_index(value: str, classes: list[str], names: list[str]) -> int:
-    """A class given by index (`1`) or by name or folder/synset id (`automobile`, any case)."""
-    if value.strip().lstrip("-").isdigit():
-        index = int(value)
-        if not 0 <= index < len(classes):
-            raise ValueError(f"--anomaly-class {index} not in 0..{len(classes) - 1}")
-        return index
-    wanted = value.strip().lower()
-    for i, (cls, name) in enumerate(zip(classes, names, strict=True)):
-        if wanted in (str(cls).lower(), str(name).lower()):
-            return i
-    raise ValueError(
-        f"--anomaly-class {value!r} names no class of the data; its classes: {', '.join(names)}"
-    )

@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 
 from alexnet.commands.errors import user_errors
+from alexnet.experiments import EXPERIMENTS, ablations, fig1, lrn, towers
+from alexnet.experiments.common import Context
+from alexnet.experiments.results_page import publish
 
 
 def _floats(text: str) -> list[float]:
@@ -34,6 +37,10 @@ def command_line(args: argparse.Namespace) -> str:
         "lr",
         "lrs",
         "sweep_epochs",
+        "train_per_class",
+        "val_per_class",
+        "runs",
+        "precision",
         "minutes",
     ):
         value = getattr(args, key)
@@ -46,8 +53,6 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from alexnet.experiments import EXPERIMENTS
-
     parser.add_argument("name", choices=[*EXPERIMENTS, "page"], help="experiment, or page")
     parser.add_argument("results", nargs="*", help="page: result dirs to publish first")
     parser.add_argument("--out", help="output directory (experiments)")
@@ -66,14 +71,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--minutes", type=float, help="time budget: no epoch starts after it (runs cut short)"
     )
+    parser.add_argument(
+        "--train-per-class",
+        type=int,
+        help="dropout, colour, towers: the overfitting regime, this many training images per "
+        "class (stratified, seeded), a val split measured every epoch, the full test set",
+    )
+    parser.add_argument(
+        "--val-per-class", type=int, help="with --train-per-class: val images per class (100)"
+    )
+    parser.add_argument(
+        "--runs", help="with --train-per-class: run directories shared between experiments"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        help="pooling, dropout, colour, towers: training precision (default fp32)",
+    )
     parser.add_argument("--docs", default="docs", help="page: the docs directory")
 
 
 @user_errors("experiment")
 def run(args: argparse.Namespace) -> int:
     if args.name == "page":
-        from alexnet.experiments.results_page import publish
-
         try:
             path = publish([Path(p) for p in args.results], Path(args.docs))
         except (ValueError, OSError) as err:  # a bad or missing result, an unwritable docs
@@ -82,12 +102,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     if not args.out:
-        print("alexnet experiment: error: --out DIR is required", file=sys.stderr)
-        return 2
-    from alexnet.experiments import experiment_module
-    from alexnet.experiments.common import Context
-
-    options = {"lr": args.lr, "lrs": args.lrs, "sweep_epochs": args.sweep_epochs}
+        raise ValueError("--out DIR is required")
+    options = {
+        "lr": args.lr,
+        "lrs": args.lrs,
+        "sweep_epochs": args.sweep_epochs,
+        "train_per_class": args.train_per_class,
+        "val_per_class": args.val_per_class,
+        "runs": args.runs,
+        "precision": args.precision,
+    }
     ctx = Context(
         name=args.name,
         out=Path(args.out),
@@ -105,14 +129,13 @@ def run(args: argparse.Namespace) -> int:
         ctx.deadline = ctx.started + 60 * args.minutes  # fmt: skip
     for key in ("seeds", "jobs"):
         if getattr(ctx, key) < 1:
-            print(f"alexnet experiment: error: --{key} must be >= 1", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{key} must be >= 1")
     for key in ("threads", "workers"):
         if getattr(ctx, key) < 0:
-            print(f"alexnet experiment: error: --{key} must be >= 0", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{key} must be >= 0")
     ctx.log(f"{ctx.command}")
     if ctx.smoke:
         ctx.log(ctx.smoke_text(""))
-    experiment_module(args.name).run(ctx)
+    modules = {"fig1": fig1, "lrn": lrn, "ablations": ablations, "towers": towers}
+    modules[EXPERIMENTS[args.name]].run(ctx)
     return 0

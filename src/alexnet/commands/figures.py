@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.commands.predict import user_errors
+from alexnet.commands.errors import user_errors
+from alexnet.viz.figures import make_figures
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("figures")
 def run(args: argparse.Namespace) -> int:
-    from alexnet.viz.figures import make_figures
-
     manifest = make_figures(
         args.weights,
         data=args.data,

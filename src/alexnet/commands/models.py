@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
 from alexnet.commands.errors import user_errors
+from alexnet.models import create_model, list_models, model_description
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,10 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_summaries() -> list[dict]:
     """One dict per registered model; built on the meta device, so no memory or init time."""
-    import torch
-
-    from alexnet.models import create_model, list_models, model_description
-
     rows = []
     for name in list_models():
         with torch.device("meta"):

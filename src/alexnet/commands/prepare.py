@@ -6,6 +6,9 @@ import argparse
 import sys
 
 from alexnet.commands.errors import user_errors
+from alexnet.data.images import ImageDecodeError
+from alexnet.data.prepare import prepare
+from alexnet.data.sources import SourceError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,10 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("prepare")
 def run(args: argparse.Namespace) -> int:
-    from alexnet.data.images import ImageDecodeError
-    from alexnet.data.prepare import prepare
-    from alexnet.data.sources import SourceError
-
     try:
         summary = prepare(
             args.src,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from alexnet.commands.predict import user_errors
+from alexnet.commands.errors import user_errors
+from alexnet.infer.release import release
+from alexnet.train.weights import find_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,16 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("release")
 def run(args: argparse.Namespace) -> int:
-    import sys
-    from pathlib import Path
-
-    from alexnet.infer.release import release
-
     path = release(args.checkpoint, args.out)
     print(path)
     source = Path(args.checkpoint)
     if source.is_dir():  # which weights, in the words train and evaluate use
-        from alexnet.train.weights import find_checkpoint
-
         print(f"weights: {find_checkpoint(source).name} of {source}", file=sys.stderr)
     return 0

@@ -5,8 +5,11 @@ The figures are drawn first when RUN_DIR/figures/figures.json is missing (or wit
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from alexnet.commands.predict import user_errors
+from alexnet.commands.errors import user_errors
+from alexnet.viz.figures import make_figures
+from alexnet.viz.report import build_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,11 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("report")
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from alexnet.viz.figures import make_figures
-    from alexnet.viz.report import build_report
-
     if args.refresh or not (Path(args.run_dir) / "figures" / "figures.json").is_file():
         make_figures(args.run_dir, data=args.data)
     print(build_report(args.run_dir, out=args.out))

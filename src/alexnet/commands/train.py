@@ -18,12 +18,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+import yaml
+
 from alexnet.commands.errors import INTERRUPTED, user_errors
+from alexnet.train.config import (
+    TrainConfig,
+    add_config_arguments,
+    command_line,
+    config_to_dict,
+    flag_overrides,
+)
+from alexnet.train.loop import NonFiniteLossError, TrainingInterrupted
+from alexnet.train.recipes import describe, resolve_recipe
+from alexnet.train.run import resume, resume_config, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from alexnet.train.config import add_config_arguments
-
     parser.description = (
         "Train a model. No --data: the embedded Fashion-MNIST recipe (the defaults shown first "
         "below). With --data the recipe follows the data: images of at most 64 px get the "
@@ -53,10 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("train")
 def run(args: argparse.Namespace) -> int:
-    from alexnet.train.config import command_line, flag_overrides
-    from alexnet.train.loop import NonFiniteLossError, TrainingInterrupted
-    from alexnet.train.recipes import describe, resolve_recipe
-
     try:
         overrides = flag_overrides(args)
         if args.resume:
@@ -64,18 +70,14 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--resume takes the run's own config; drop --config")
             if args.overwrite:
                 raise ValueError("--overwrite starts a fresh run; it does not go with --resume")
-            from alexnet.train.run import resume_config, train
-
             if args.print_config:
                 return _print_config(resume_config(args.resume, overrides)[0])
-            train(None, resume=args.resume, overrides=overrides, command=command_line(args))
+            resume(args.resume, overrides=overrides, command=command_line(args))
         else:
             config = resolve_recipe(args.config, overrides)
             if args.print_config:
                 return _print_config(config)
             print(describe(config), flush=True)
-            from alexnet.train.run import train
-
             command = command_line(args) + (["--overwrite"] if args.overwrite else [])
             train(config, command=command, overwrite=args.overwrite)
     except NonFiniteLossError as err:
@@ -87,10 +89,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_config(config) -> int:
-    import yaml
-
-    from alexnet.train.config import config_to_dict
-
+def _print_config(config: TrainConfig) -> int:
     print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
     return 0

@@ -16,7 +16,9 @@ import argparse
 import json
 import sys
 
-from alexnet.commands.predict import user_errors
+from alexnet.commands.errors import user_errors
+from alexnet.models.pretrained.registry import all_weights, get_weights
+from alexnet.models.pretrained.store import import_file, is_cached, pull
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("weights")
 def run(args: argparse.Namespace) -> int:
-    from alexnet.models.pretrained.registry import all_weights, get_weights
-    from alexnet.models.pretrained.store import import_file, is_cached, pull
-
     if args.action == "list":
         rows = [
             {

@@ -11,9 +11,9 @@ and does not pad: rank r takes samples r, r + world_size, ..., so every sample i
 A batch is assembled by one worker (a torch DataLoader over batch indices), so `start_batch`
 skips batches without reading them.
 
-What the loader reads from a store (so a subset or view of one works too): `len()`, `labels`,
-`shapes`, `channels`, `path`, `stats`, `image(i)` (H, W, C); optionally `image_chw(i)` (the
-fast planar read) and `release()` (unmap after each batch, bounded RSS).
+What the loader reads from a store is `alexnet.data.store.Store` (an ImageStore, or a part of
+one such as a held-out val split): `len()`, `labels`, `shapes`, `channels`, `path`, `stats`,
+`image_chw(i)`, the whole-batch gather (`uniform_size()`, `images_chw(indices)`) and `release()`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from alexnet.data.stats import DataStats
-from alexnet.data.store import ImageStore
+from alexnet.data.store import Store
 from alexnet.data.transforms import (
     CropWriter,
     center_position,
@@ -44,7 +44,7 @@ class Loader:
 
     def __init__(
         self,
-        store: ImageStore,
+        store: Store,
         *,
         train: bool,
         crop_size: int,
@@ -100,9 +100,8 @@ class Loader:
         # One gather per batch when every image is the crop and nothing is drawn per sample
         # (whole images, no reflection, no lighting; or evaluation's centre view): the same
         # pixels as the per-sample path, without its Python loop (~15 ms per batch of 128).
-        uniform = getattr(store, "uniform_size", lambda: None)()
         self._whole_batches = (
-            uniform == crop_size
+            store.uniform_size() == crop_size
             and (mean_chw is None or mean_chw.shape[1:] == (crop_size, crop_size))
             and not self.ten_crop
             and (not train or (not flip and pca_std == 0))
@@ -111,10 +110,6 @@ class Loader:
         self._scale = np.ones(store.channels, np.float32)
         if normalize == "channel":
             self._shift, self._scale = -s.channel_mean, 1.0 / np.maximum(s.channel_std, 1e-6)
-
-    def _read_chw(self, index: int) -> np.ndarray:
-        read = getattr(self.store, "image_chw", None)
-        return read(index) if read else self.store.image(index).transpose(2, 0, 1)
 
     def indices(self, epoch: int) -> np.ndarray:
         """This rank's sample indices for `epoch`, in order (cached: one permutation per epoch)."""
@@ -160,8 +155,7 @@ class Loader:
             out += shift
         if self.normalize == "channel":
             out *= self._scale[None, None, :, None, None]
-        if hasattr(self.store, "release"):
-            self.store.release()
+        self.store.release()
         images = torch.from_numpy(out if self.ten_crop else out[:, 0])
         if self.upscale:
             images = upscale(images, self.upscale)
@@ -173,7 +167,7 @@ class Loader:
         c, size = self.store.channels, self.crop_size
         alphas = np.zeros((len(idx), c))
         for k, i in enumerate(idx.tolist()):
-            img = self._read_chw(i)
+            img = self.store.image_chw(i)
             h, w = img.shape[1:]
             if self.train:
                 rng = np.random.Generator(np.random.PCG64([self.seed, epoch, i]))

@@ -16,6 +16,7 @@ rejected is an error. The small files (rejects, summary, meta) are written by re
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -23,6 +24,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -215,9 +217,6 @@ def _worker_init(parent: int) -> None:
     tracebacks), and drop the inherited descriptor of OUT/.lock so that only the parent holds
     the lock."""
     with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-        import signal
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
         if os.getppid() != parent:  # the parent died before the call
             os._exit(1)

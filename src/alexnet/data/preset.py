@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from alexnet.data.images import resize_center_crop, resize_warp
+from alexnet.data.transforms import upscale
 
 NORMALIZE_MODES = ("mean_image", "channel")
 RESIZE_MODES = ("shorter", "warp")
@@ -145,8 +146,6 @@ class Preprocess:
         smaller than the model's input (crop_size > image_size: fed whole, as in training)."""
         x = self.image_tensor(img)
         if self.crop_size > self.image_size:
-            from alexnet.data.transforms import upscale
-
             x = upscale(x, self.crop_size)
         return x
 

@@ -30,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from abc import abstractmethod
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -118,7 +120,38 @@ def is_complete(directory: Path) -> bool:
     return meta.get("format") == FORMAT and meta.get("version") == VERSION
 
 
-class ImageStore:
+class Store(Protocol):
+    """What the loader reads of a prepared split: an `ImageStore`, or a part of one (the train
+    split's held-out val part, alexnet.train.data.StoreSubset). Implementations subclass it, so
+    that one missing a method cannot be built (the methods are abstract)."""
+
+    path: Path
+    labels: np.ndarray  # int64 (N,)
+    shapes: np.ndarray  # int32 (N, 3): (H, W, C) of each image
+    channels: int
+    stats: DataStats | None  # the train split's statistics (None for other splits)
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def image_chw(self, index: int) -> np.ndarray:
+        """Image `index` as (C, H, W) uint8."""
+
+    @abstractmethod
+    def uniform_size(self) -> int | None:
+        """The side S when `images_chw` can gather any batch at once, else None."""
+
+    @abstractmethod
+    def images_chw(self, indices: np.ndarray) -> np.ndarray:
+        """Images `indices` as one (N, C, S, S) uint8 array (only when uniform_size() is S)."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Drop what the reads mapped (the loader calls it after each batch: bounded RSS)."""
+
+
+class ImageStore(Store):
     """Random access to one prepared split: `store[i] -> (uint8 HWC image, label)`.
 
     The image data is memory-mapped on first use (per process: safe to pass to workers), so

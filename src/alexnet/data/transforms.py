@@ -19,8 +19,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-Array = np.ndarray | torch.Tensor
-
 
 def center_position(height: int, width: int, crop_size: int) -> tuple[int, int]:
     """(top, left) of the central crop; an odd margin leaves the extra pixel bottom/right."""
@@ -69,37 +67,6 @@ def _check_fits(height: int, width: int, crop_size: int) -> None:
         raise ValueError(f"crop {crop_size} does not fit in a {height}x{width} image")
 
 
-def crop_hwc(img: np.ndarray, top: int, left: int, crop_size: int) -> np.ndarray:
-    """A (crop, crop, C) view of an (H, W, C) image."""
-    return img[top : top + crop_size, left : left + crop_size]
-
-
-def hflip(img: Array, chw: bool = False) -> Array:
-    """Horizontal reflection: the last axis for (..., H, W) / torch CHW, axis 1 for HWC numpy."""
-    if isinstance(img, torch.Tensor):
-        return img.flip(-1)
-    return img[..., ::-1] if chw else img[:, ::-1]
-
-
-def ten_crop(img: Array, crop_size: int) -> Array:
-    """The ten test crops of section 4.1 stacked on a new leading axis.
-
-    numpy (H, W, C) -> (10, crop, crop, C); torch (C, H, W) -> (10, C, crop, crop). Crops 0-4
-    follow `ten_crop_positions`; crops 5-9 are their horizontal reflections.
-    """
-    if isinstance(img, torch.Tensor):
-        crops = [
-            img[..., t : t + crop_size, l : l + crop_size]
-            for t, l in ten_crop_positions(img.shape[-2], img.shape[-1], crop_size)
-        ]
-        return torch.stack(crops + [c.flip(-1) for c in crops])
-    crops = [
-        crop_hwc(img, t, l, crop_size)
-        for t, l in ten_crop_positions(img.shape[0], img.shape[1], crop_size)
-    ]
-    return np.stack(crops + [c[:, ::-1] for c in crops])
-
-
 def lighting_offsets(alpha: np.ndarray, eigval: np.ndarray, eigvec: np.ndarray) -> np.ndarray:
     """Per-image colour offsets sum_i p_i * alpha_i * sqrt(lambda_i), (N, C) from alpha (N, C).
 
@@ -108,18 +75,6 @@ def lighting_offsets(alpha: np.ndarray, eigval: np.ndarray, eigvec: np.ndarray) 
     """
     scaled = alpha * np.sqrt(np.clip(eigval, 0.0, None))[None, :]
     return (scaled @ eigvec.T).astype(np.float32)
-
-
-def pca_lighting(
-    images: torch.Tensor, alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor
-) -> torch.Tensor:
-    """Add PCA lighting noise to a (N, C, H, W) float batch in the 0-255 scale (section 4.1).
-
-    For callers outside the loader (e.g. on-device augmentation); the loader does the same in
-    numpy with `lighting_offsets`.
-    """
-    scaled = alpha * eigval.clamp(min=0).sqrt()[None, :]
-    return images + (scaled @ eigvec.T)[:, :, None, None].to(images.dtype)
 
 
 def mean_position(

@@ -6,9 +6,6 @@ builds docs/results.md from the published result.json files (see results_page).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 # name -> module under alexnet.experiments; each module has `run(ctx: Context) -> dict`
 EXPERIMENTS: dict[str, str] = {
     "fig1": "fig1",
@@ -18,10 +15,3 @@ EXPERIMENTS: dict[str, str] = {
     "colour": "ablations",
     "towers": "towers",
 }
-
-
-def experiment_module(name: str) -> Any:
-    """The module that runs experiment `name`."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
-    return importlib.import_module(f"alexnet.experiments.{EXPERIMENTS[name]}")

@@ -1,10 +1,12 @@
 """What every experiment shares: its context, training through `alexnet.train`, statistics over
 seeds, provenance (hardware, commit, command) and the result.json it writes.
 
-Training goes through the trainer's public entry point (`alexnet.train.run.train`), one run
-directory per (arm, seed). Experiments that stop at a target (figure 1: 25% training error) train
-one epoch per call and resume the run for the next (`train(None, resume=...)`, which continues
-exactly), so a stopped experiment also picks up where it left off when started again.
+Training goes through the trainer's public entry points (`alexnet.train.run.train`, and
+`resume` for a run directory left by an earlier invocation), one run directory per (arm, seed),
+one `fit` per run: experiments that stop at a target (figure 1: 25% training error) or a
+deadline pass it as the trainer's stop condition, checked after every epoch. A stopped run ends
+at an epoch boundary with its checkpoint saved, so a stopped experiment picks up exactly where
+it left off when started again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import multiprocessing
 import os
 import platform
 import shlex
@@ -27,8 +30,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import torch
 
+from alexnet.cache import cache_dir
+from alexnet.data.prepare import ensure_prepared
+from alexnet.data.sources import default_cifar10_zip
 from alexnet.fileio import atomic_write_text
+from alexnet.train.config import make_config
+from alexnet.train.loop import NonFiniteLossError
+from alexnet.train.metrics_log import epoch_records
+from alexnet.train.run import resume, train
 
 CIFAR_NOTE = (
     "CIFAR-10 here is the shared quality-75 JPEG copy (chroma subsampled) of the original "
@@ -87,9 +98,6 @@ def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
     With `view`, a directory holding only the train split (a link), so the trainer neither
     validates nor tests on anything else: figure 1 measures training error only.
     """
-    from alexnet.cache import cache_dir
-    from alexnet.data.prepare import ensure_prepared
-
     out = ensure_prepared(spec, cache_dir(), image_size, quiet=True)
     if view is None:
         return out
@@ -102,10 +110,22 @@ def prepared(spec: str, image_size: int, view: Path | None = None) -> Path:
     return view
 
 
-def held_out_zip(source: Path, dest: Path, fraction: float = 0.1, seed: int = 0) -> Path:
+def held_out_zip(
+    source: Path,
+    dest: Path,
+    fraction: float = 0.1,
+    seed: int = 0,
+    *,
+    val_per_class: int | None = None,
+    train_per_class: int | None = None,
+    keep_test: bool = False,
+) -> Path:
     """A copy of a `[prefix/]<split>/<class>/<file>` zip whose train split is divided into
-    `train` and `val` (a seeded `fraction` of every class) and which holds no other split, so
-    nothing tuned on it can see the test images. JPEG bytes are copied unchanged. Built once."""
+    `train` and `val` (a seeded `fraction`, or `val_per_class` images, of every class), so
+    nothing tuned on it can see the test images. With `train_per_class`, train keeps only that
+    many of each class's remaining images (a reduced, stratified training set); with
+    `keep_test`, the source's test split is copied whole. JPEG bytes are copied unchanged.
+    Built once."""
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -113,26 +133,41 @@ def held_out_zip(source: Path, dest: Path, fraction: float = 0.1, seed: int = 0)
     rng = np.random.default_rng(seed)
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zout:
         by_class: dict[str, list[str]] = {}
+        tests: list[str] = []
         for name in zin.namelist():
             parts = name.split("/")
-            if len(parts) >= 3 and parts[-3] == "train" and not name.endswith("/"):
-                by_class.setdefault(parts[-2], []).append(name)
+            if len(parts) >= 3 and not name.endswith("/"):
+                if parts[-3] == "train":
+                    by_class.setdefault(parts[-2], []).append(name)
+                elif parts[-3] == "test":
+                    tests.append(name)
         if not by_class:
             raise ValueError(f"{source}: no train/<class>/<file> members to hold out from")
         for cls in sorted(by_class):
             names = sorted(by_class[cls])
-            val = set(rng.permutation(len(names))[: round(len(names) * fraction)].tolist())
+            n_val = round(len(names) * fraction) if val_per_class is None else val_per_class
+            n_train = len(names) - n_val if train_per_class is None else train_per_class
+            if n_val + n_train > len(names):
+                raise ValueError(
+                    f"{source}: class {cls} has {len(names)} training images, fewer than "
+                    f"{n_val} val + {n_train} train"
+                )
+            order = rng.permutation(len(names)).tolist()
+            split = {i: "val" for i in order[:n_val]}
+            split.update({i: "train" for i in order[n_val : n_val + n_train]})
             for i, name in enumerate(names):
-                split = "val" if i in val else "train"
-                zout.writestr(f"{split}/{cls}/{name.rsplit('/', 1)[1]}", zin.read(name))
+                if i in split:
+                    zout.writestr(f"{split[i]}/{cls}/{name.rsplit('/', 1)[1]}", zin.read(name))
+        if keep_test:
+            for name in sorted(tests):
+                parts = name.split("/")
+                zout.writestr(f"test/{parts[-2]}/{parts[-1]}", zin.read(name))
     tmp.replace(dest)
     return dest
 
 
 def source_zip(spec: str) -> Path:
     """The zip behind a data spec: the shared CIFAR-10 zip for `cifar10`, else `spec` itself."""
-    from alexnet.data.sources import default_cifar10_zip
-
     path = default_cifar10_zip() if spec == "cifar10" else Path(spec)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{spec}: a held-out sweep needs a zip laid out <split>/<class>/<file>")
@@ -150,13 +185,6 @@ def merged(*layers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def epoch_records(run_dir: Path) -> list[dict[str, Any]]:
-    """The epoch lines of RUN_DIR/metrics.jsonl, in order."""
-    from alexnet.train.metrics_log import read_metrics
-
-    return [r for r in read_metrics(Path(run_dir)) if r.get("kind") == "epoch"]
-
-
 def fit(
     layer: dict[str, Any],
     run_dir: Path,
@@ -168,47 +196,43 @@ def fit(
     `until(epoch records)` holds; returns records, test metrics, seconds, divergence, and
     `cut_short` when `deadline` (a time.time()) stopped it first.
 
-    With `until` or `deadline` it trains one epoch per call. Continues a run directory left by
-    an earlier, stopped invocation.
+    One training call: `until` and `deadline` are its stop condition, asked after each epoch
+    (no epoch starts after the deadline). Continues a run directory left by an earlier, stopped
+    invocation from its checkpoint.
     """
-    from dataclasses import replace
-
-    from alexnet.train.config import make_config
-    from alexnet.train.loop import NonFiniteLossError
-    from alexnet.train.run import train
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = make_config(
-        {"quiet": True, "safetensors": False, "log_every": 0}, layer, {"out": str(run_dir)}
-    )
     start, diverged = time.perf_counter(), False
     records = epoch_records(run_dir)
 
-    def done() -> bool:
-        return len(records) >= epochs or bool(until and records and until(records))
+    def reached(records: list[dict[str, Any]]) -> bool:
+        return bool(until and records and until(records))
 
-    with (run_dir / "train.log").open("a") as sink, contextlib.redirect_stdout(sink):
-        while not done() and (deadline is None or time.time() < deadline):
-            target = len(records) + 1 if until or deadline else epochs
+    def stop(records: list[dict[str, Any]]) -> bool:
+        return reached(records) or (deadline is not None and time.time() >= deadline)
+
+    done = len(records) >= epochs or reached(records)
+    if not done and (deadline is None or time.time() < deadline):
+        quiet = {"quiet": True, "epochs": epochs}  # quiet: not saved, so given on resume too
+        with (run_dir / "train.log").open("a") as sink, contextlib.redirect_stdout(sink):
             try:
                 if (run_dir / "checkpoints" / "last.pt").is_file():
-                    train(None, resume=str(run_dir), overrides={"epochs": target})
-                else:
-                    # no checkpoint: an earlier attempt's partial files are replaced
-                    train(replace(config, epochs=target), overwrite=True)
+                    resume(run_dir, overrides=quiet, stop=stop)
+                else:  # no checkpoint: an earlier attempt's partial files are replaced
+                    defaults = {"safetensors": False, "log_every": 0}
+                    config = make_config(defaults, layer, {**quiet, "out": str(run_dir)})
+                    train(config, stop=stop, overwrite=True)
             except NonFiniteLossError as err:
                 print(f"diverged: {err}")
                 diverged = True
-                break
-            records = epoch_records(run_dir)
+        records = epoch_records(run_dir)
     test_path = run_dir / "test_metrics.json"
     return {
         "records": records,
         "test": json.loads(test_path.read_text()) if test_path.is_file() else None,
         "seconds": time.perf_counter() - start,
         "diverged": diverged,
-        "cut_short": not diverged and not done(),
+        "cut_short": not diverged and not (len(records) >= epochs or reached(records)),
         "run_dir": str(run_dir),
     }
 
@@ -235,8 +259,6 @@ def fit_all(
             results[key] = fit(layer, run_dir, epochs, until, ctx.deadline)
             ctx.log(f"{key}: {describe(results[key])}")
         return results
-    import multiprocessing
-
     spawn = multiprocessing.get_context("spawn")  # no fork of a threaded torch process
     with ProcessPoolExecutor(max_workers=ctx.jobs, mp_context=spawn) as pool:
         futures = {
@@ -291,8 +313,6 @@ def cpu_model() -> str:
 
 def hardware() -> dict[str, Any]:
     """Where the numbers were measured: CPU, cores usable, GPU if any, torch version."""
-    import torch
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu_model(), "cores": cores, "gpu": gpu, "torch": torch.__version__}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.experiments.common import Context, fit_all, merged, summary, write_result
+from alexnet.viz.common import new_figure, save
 
 
 def row(what: str, paper: str | None, numbers: dict[str, Any], unit: str) -> dict[str, Any]:
@@ -30,16 +31,23 @@ def run_comparison(
     arms: dict[str, dict[str, Any]],
     epochs: int,
     info: dict[str, Any],
+    runs: Path | None = None,
+    run_names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train `arms` (name -> config fields over `base`) for `epochs` per seed; result.json with
-    test errors per arm, the paired effect, and a figure. `info` holds claim, paper, notes."""
+    test errors per arm, the paired effect, and a figure. `info` holds claim, paper, notes.
+
+    Run directories are `runs` (default OUT/runs) / `<run_names[arm] or the arm's name>-seed<s>`:
+    experiments given the same `runs` and run name for the same config share the run."""
     names = list(arms)
     if len(names) != 2:
         raise ValueError(f"a comparison has two arms, got {names}")
+    runs = runs or ctx.out / "runs"
+    stems = {arm: (run_names or {}).get(arm) or _slug(arm) for arm in names}
     tasks = {
         f"{arm} seed {seed}": (
             merged(base, arms[arm], {"seed": seed}),
-            ctx.out / "runs" / f"{_slug(arm)}-seed{seed}",
+            runs / f"{stems[arm]}-seed{seed}",
         )
         for seed in range(ctx.seeds)
         for arm in names
@@ -65,7 +73,11 @@ def run_comparison(
             "epochs_run": [len(r["records"]) for r in runs],
             "seconds": [round(r["seconds"], 1) for r in runs],
             "curves": [[e["train_top1_err"] for e in r["records"]] for r in runs],
+            "run_dirs": [r["run_dir"] for r in runs],
         }
+        val_curves = [[e.get("val_top1_err") for e in r["records"]] for r in runs]
+        if any(v is not None for curve in val_curves for v in curve):
+            per_arm[arm]["val_curves"] = val_curves
     first, second = (per_arm[n]["test_top1_err"]["per_seed"] for n in names)
     effect = summary(
         [
@@ -82,6 +94,7 @@ def run_comparison(
         row(f"final training error, {n}", None, per_arm[n]["final_train_top1_err"], "%")
         for n in names
     ]
+    rows += [row(*r) for n in names for r in _overfit_rows(n, per_arm[n])]
     title = info.get("title", ctx.name)
     if ctx.smoke:
         title = f"{ctx.name} --smoke on synthetic data (not {ctx.data}): measures nothing"
@@ -97,6 +110,27 @@ def run_comparison(
     }
     write_result(ctx, result)
     return result
+
+
+def _overfit_rows(arm: str, data: dict[str, Any]) -> list[tuple[str, None, dict[str, Any], str]]:
+    """The overfitting measures of an arm: the generalisation gap (test error minus final
+    training error) and, where a val split was measured every epoch, how far its val error ended
+    above its minimum (above 0: it turned up) and at which epoch the minimum fell."""
+    tests, trains = data["test_top1_err"]["per_seed"], data["final_train_top1_err"]["per_seed"]
+    gap = [
+        t - r if t is not None and r is not None else None
+        for t, r in zip(tests, trains, strict=True)
+    ]
+    out = [(f"train/test gap, {arm}", None, summary(gap), "points")]
+    curves = data.get("val_curves")
+    if curves:
+        clean = [[v for v in curve if v is not None] for curve in curves]
+        rise = [c[-1] - min(c) if c else None for c in clean]
+        best = [1 + c.index(min(c)) if c else None for c in clean]
+        rising = f"val error at the end minus its minimum, {arm}"
+        out.append((rising, None, summary(rise), "points"))
+        out.append((f"epoch of the val minimum, {arm}", None, summary(best), "epochs"))
+    return out
 
 
 def lagging(results: dict[str, dict[str, Any]], names: list[str], seeds: int) -> dict[str, int]:
@@ -126,10 +160,9 @@ def _last(result: dict[str, Any], key: str) -> float | None:
 def plot_arms(per_arm: dict[str, Any], path: Path, title: str) -> Path:
     """Left: training error per epoch, every seed (first arm solid, second dashed). Right: test
     top-1 error per seed (dots) and the mean (bar) of each arm."""
-    from alexnet.viz.common import new_figure, save
-
     fig = new_figure(900, 380)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    with_val = any("val_curves" in data for data in per_arm.values())
     for (arm, data), style in zip(per_arm.items(), ("-", "--"), strict=True):
         for i, curve in enumerate(data["curves"]):
             x = range(1, len(curve) + 1)
@@ -139,9 +172,19 @@ def plot_arms(per_arm: dict[str, Any], path: Path, title: str) -> Path:
                 style,
                 marker=".",
                 color="k",
-                label=arm if i == 0 else None,
+                label=f"{arm}, train" if i == 0 else None,
             )
-    left.set(xlabel="epoch", ylabel="training error (%)", title="running training error")
+        for i, curve in enumerate(data.get("val_curves", [])):
+            points = [(j + 1, 100 * v) for j, v in enumerate(curve) if v is not None]
+            left.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                style,
+                color="tab:red",
+                label=f"{arm}, val" if i == 0 else None,
+            )
+    curves = "training (black) and val (red) error" if with_val else "running training error"
+    left.set(xlabel="epoch", ylabel="top-1 error (%)", title=curves)
     left.legend(fontsize=8)
     for i, data in enumerate(per_arm.values()):
         values = [100 * v for v in data["test_top1_err"]["per_seed"] if v is not None]

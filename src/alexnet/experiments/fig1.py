@@ -32,6 +32,7 @@ from alexnet.experiments.common import (
     write_result,
 )
 from alexnet.experiments.compare import row
+from alexnet.viz.common import new_figure, save
 
 CLAIM = (
     "A four-layer CNN with ReLUs reaches 25% training error on CIFAR-10 six times faster (in "
@@ -230,8 +231,6 @@ def _lower_bound(arms: dict[str, Any]) -> float | None:
 
 def plot(curves: dict[str, list[list[float]]], path: Any, data: str = "CIFAR-10 (JPEG)") -> Any:
     """Training error (%) against epochs, every seed; ReLU solid, tanh dashed as in the paper."""
-    from alexnet.viz.common import new_figure, save
-
     fig = new_figure(640, 420)
     ax = fig.add_subplot(1, 1, 1)
     for act, style in (("relu", "-"), ("tanh", "--")):

@@ -17,9 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from alexnet.experiments.ablations import INPUT, STORED, base_layer
-from alexnet.experiments.common import CIFAR_NOTE, Context, fit_all, prepared, summary, write_result
+from alexnet.experiments.ablations import (
+    INPUT,
+    OVERFIT_ARMS,
+    arm_run_name,
+    experiment_base,
+)
+from alexnet.experiments.common import (
+    Context,
+    fit_all,
+    merged,
+    summary,
+    write_result,
+)
 from alexnet.experiments.compare import row
+from alexnet.train.weights import load_weights
+from alexnet.viz.kernels import colour_specificity, first_conv_weight, plot_kernels
 
 PERMUTATIONS = 2000
 DEFAULT_EPOCHS = 10
@@ -43,9 +56,6 @@ def permutation_p(spec: np.ndarray, permutations: int = PERMUTATIONS, seed: int 
 
 def measure(run_dir: Any, png: Any) -> dict[str, Any]:
     """Tower means, gap and permutation p of a finished run's final conv1; the kernel grid PNG."""
-    from alexnet.train.weights import load_weights
-    from alexnet.viz.kernels import colour_specificity, first_conv_weight, plot_kernels
-
     model, _, _ = load_weights(run_dir / "checkpoints" / "last.pt")
     spec = colour_specificity(first_conv_weight(model))
     title = f"conv1 kernels after training (towers experiment, {Path(run_dir).name})"
@@ -62,19 +72,20 @@ def measure(run_dir: Any, png: Any) -> dict[str, Any]:
 def run(ctx: Context) -> dict[str, Any]:
     """Train the two-tower net per seed; colour specificity of each tower's conv1 kernels."""
     epochs = ctx.epochs or (1 if ctx.smoke else DEFAULT_EPOCHS)
-    data = str(prepared(ctx.data_spec(STORED), STORED))
-    base = base_layer(data, epochs, float(ctx.options.get("lr", 0.01)))
-    if ctx.smoke:
-        base["batch_size"] = 32
+    overfit = "train_per_class" in ctx.options
+    base, data_text = experiment_base(ctx, epochs)
+    if overfit:  # the dropout experiment's "dropout 0.5" arm (the paper's recipe): its runs
+        arm = OVERFIT_ARMS["dropout"]["dropout 0.5"]
+        base = merged(base, arm)
+        runs, stem = Path(ctx.options.get("runs") or ctx.out / "runs"), arm_run_name(arm)
+    else:
+        runs, stem = ctx.out / "runs", "seed"
+    run_dirs = [runs / (f"{stem}-seed{s}" if overfit else f"seed{s}") for s in range(ctx.seeds)]
     tasks = [
-        (f"seed {s}", {**base, "seed": s}, ctx.out / "runs" / f"seed{s}", epochs, None)
-        for s in range(ctx.seeds)
+        (f"seed {s}", {**base, "seed": s}, run_dirs[s], epochs, None) for s in range(ctx.seeds)
     ]
     results = fit_all(ctx, tasks)
-    seeds = [
-        measure(ctx.out / "runs" / f"seed{s}", ctx.out / f"kernels-seed{s}.png")
-        for s in range(ctx.seeds)
-    ]
+    seeds = [measure(run_dirs[s], ctx.out / f"kernels-seed{s}.png") for s in range(ctx.seeds)]
     for s, m in enumerate(seeds):
         ctx.log(f"seed {s}: tower means {m['tower1']:.3f} / {m['tower2']:.3f}, p {m['p']:.3f}")
     keys = ("tower1", "tower2", "gap", "p")
@@ -100,7 +111,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "other's largely colour-specific, in every run (figure 3, section 6.1).",
         "paper": {"metric": "qualitative (figure 3)"},
         "analogue": "CIFAR-10 upscaled from 32x32, not ImageNet: conv1 sees little fine detail.",
-        "data": f"CIFAR-10 upscaled to {STORED}, random {INPUT} crops; {CIFAR_NOTE}",
+        "data": data_text,
         "net": f"alexnet (two towers), input {INPUT}, Kaiming init",
         "measure": "colour specificity = ||w - grey(w)||^2 / ||w||^2 (alexnet.viz.kernels)",
         "base_config": base,

@@ -22,7 +22,9 @@ import numpy as np
 from torch import nn
 
 from alexnet.data.preset import Preprocess
-from alexnet.infer.features import pairwise_distances, pooled_conv, store_features
+from alexnet.data.store import open_store
+from alexnet.infer.features import pairwise_distances, pooled_conv, prepared_splits, store_features
+from alexnet.train.weights import load_weights, run_data_spec
 
 BANK_FORMAT = "alexnet-anomaly-bank/1"
 
@@ -113,3 +115,47 @@ def evaluate_held_out_class(
         "mean_score_normal": float(scores[~is_anomaly].mean()),
         "mean_score_anomaly": float(scores[is_anomaly].mean()),
     }
+
+
+def held_out_class_auroc(
+    weights: str | Path,
+    anomaly_class: str,
+    *,
+    data: str | None = None,
+    k: int = 5,
+    max_train: int = 5000,
+    max_test: int = 2000,
+) -> dict[str, Any]:
+    """`alexnet anomaly eval`: `weights`' AUROC with `anomaly_class` (an index or a class name)
+    of `data` (default: a run's own data) held out; its train split makes the bank, its test
+    (else val) split is scored."""
+    model, pre, _ = load_weights(weights)
+    spec = data or (run_data_spec(Path(weights)) if Path(weights).is_dir() else None)
+    if spec is None:
+        raise ValueError("pass --data (the weights are not a run directory)")
+    splits = prepared_splits(spec, pre.image_size)
+    test_split = next((s for s in ("test", "val") if s in splits), None)
+    if "train" not in splits or test_split is None:
+        raise ValueError(f"{spec} needs a train and a test/val split, has {sorted(splits)}")
+    train, test = open_store(splits["train"]), open_store(splits[test_split])
+    held_out = class_index(anomaly_class, train.classes, train.class_names)
+    result = evaluate_held_out_class(
+        model, pre, train, test, held_out, k=k, max_train=max_train, max_test=max_test
+    )
+    return {**result, "anomaly_name": train.class_names[held_out]}
+
+
+def class_index(value: str, classes: list[str], names: list[str]) -> int:
+    """A class given by index (`1`) or by name or folder/synset id (`automobile`, any case)."""
+    if value.strip().lstrip("-").isdigit():
+        index = int(value)
+        if not 0 <= index < len(classes):
+            raise ValueError(f"--anomaly-class {index} not in 0..{len(classes) - 1}")
+        return index
+    wanted = value.strip().lower()
+    for i, (cls, name) in enumerate(zip(classes, names, strict=True)):
+        if wanted in (str(cls).lower(), str(name).lower()):
+            return i
+    raise ValueError(
+        f"--anomaly-class {value!r} names no class of the data; its classes: {', '.join(names)}"
+    )

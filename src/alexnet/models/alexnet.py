@@ -32,31 +32,25 @@ LRN_SETTINGS: dict[str, tuple[int, float, float, float]] = {
 POOLS: dict[str, int] = {"overlap": 3, "nonoverlap": 2}  # window; stride 2 (section 3.4)
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 LEARNED = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-# (weight std, bias) per learned layer. Paper (section 5): N(0, 0.01); bias 1 in conv2, conv4,
-# conv5, fc6, fc7, else 0. Caffe's bvlc_alexnet: bias 0.1 there (1 gave a flat loss), fc6/fc7
-# weights std 0.005. A third choice, init="kaiming" (not the paper's), trains from the start
-# where N(0, 0.01) with bias 1 can sit at ln(num_classes) for epochs (reference section 1).
+# (weight std, bias) per learned layer, under init="paper" and init="caffe". Paper (section 5):
+# N(0, 0.01); bias 1 in conv2, conv4, conv5, fc6, fc7, else 0. Caffe's bvlc_alexnet: bias 0.1
+# there (1 gave a flat loss), fc6/fc7 weights std 0.005. A third choice, init="kaiming" (not the
+# paper's), trains from the start where N(0, 0.01) with bias 1 can sit at ln(num_classes) for
+# epochs (reference section 1).
+_INIT_TABLE: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    #         paper          caffe
+    "conv1": ((0.01, 0.0), (0.01, 0.0)),
+    "conv2": ((0.01, 1.0), (0.01, 0.1)),
+    "conv3": ((0.01, 0.0), (0.01, 0.0)),
+    "conv4": ((0.01, 1.0), (0.01, 0.1)),
+    "conv5": ((0.01, 1.0), (0.01, 0.1)),
+    "fc6": ((0.01, 1.0), (0.005, 0.1)),
+    "fc7": ((0.01, 1.0), (0.005, 0.1)),
+    "fc8": ((0.01, 0.0), (0.01, 0.0)),
+}
 INITS: dict[str, dict[str, tuple[float, float]]] = {
-    "paper": {
-        "conv1": (0.01, 0.0),
-        "conv2": (0.01, 1.0),
-        "conv3": (0.01, 0.0),
-        "conv4": (0.01, 1.0),
-        "conv5": (0.01, 1.0),
-        "fc6": (0.01, 1.0),
-        "fc7": (0.01, 1.0),
-        "fc8": (0.01, 0.0),
-    },
-    "caffe": {
-        "conv1": (0.01, 0.0),
-        "conv2": (0.01, 0.1),
-        "conv3": (0.01, 0.0),
-        "conv4": (0.01, 0.1),
-        "conv5": (0.01, 0.1),
-        "fc6": (0.005, 0.1),
-        "fc7": (0.005, 0.1),
-        "fc8": (0.01, 0.0),
-    },
+    scheme: {layer: row[i] for layer, row in _INIT_TABLE.items()}
+    for i, scheme in enumerate(("paper", "caffe"))
 }
 PAPER_WIDTHS = (96, 256, 384, 384, 256)  # conv1..conv5, both towers together (table, section 3.5)
 

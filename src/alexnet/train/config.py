@@ -76,6 +76,8 @@ class TrainConfig:
     log_every: int = 50  # a metrics.jsonl step line every N steps
     stuck_steps: int = 300  # warn when the loss stays near ln(num_classes) this long
     ten_crop_test: bool = False  # final test numbers with ten crops (section 4.1)
+    keep_best: bool = True  # with a val split, keep best.pt (chosen on val) as the run's weights;
+    # false: the last epoch's weights are the run's, val is only measured (overfitting curves)
     safetensors: bool = True  # also write the final weights as model.safetensors
     quiet: bool = False  # no progress bar (for logs; never saved, so a resume is not quiet)
     recipe: dict[str, Any] = field(default_factory=dict)  # the recipe picked and why (printed)

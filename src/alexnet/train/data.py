@@ -9,36 +9,51 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from alexnet.data.loader import Loader, make_loader
+from alexnet.data.stats import DataStats
+from alexnet.data.store import ImageStore, Store, open_store
+from alexnet.models import create_model, model_defaults
 from alexnet.models.transfer import Transfer, classifier_layer, freeze_through, load_fitting
+from alexnet.runtime import prepare_model
 from alexnet.train.config import TrainConfig
 from alexnet.train.distributed import DistContext
 from alexnet.train.init import InitSource
+from alexnet.train.towers import TwoTowerAlexNet
 
 
-class StoreSubset:
-    """The samples `indices` of a store, with the attributes the loader reads."""
+class StoreSubset(Store):
+    """The samples `indices` of a store (a held-out val part of train), read through it; keeps
+    the base store's whole-batch gather, so a held-out split loads as fast as the full one."""
 
-    def __init__(self, store: Any, indices: np.ndarray) -> None:
+    def __init__(self, store: Store, indices: np.ndarray) -> None:
         self.base, self.indices = store, np.asarray(indices, dtype=np.int64)
+        self.path, self.stats, self.channels = store.path, store.stats, store.channels
         self.labels = store.labels[self.indices]
         self.shapes = store.shapes[self.indices]
-        for name in ("path", "stats", "classes", "class_names", "image_size", "channels"):
-            setattr(self, name, getattr(store, name))
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def image(self, index: int) -> np.ndarray:
-        return self.base.image(int(self.indices[index]))
+    def image_chw(self, index: int) -> np.ndarray:
+        return self.base.image_chw(int(self.indices[index]))
+
+    def uniform_size(self) -> int | None:
+        return self.base.uniform_size()  # a property of every image: holds for any part
+
+    def images_chw(self, indices: np.ndarray) -> np.ndarray:
+        return self.base.images_chw(self.indices[np.asarray(indices)])
+
+    def release(self) -> None:
+        self.base.release()
 
 
-def hold_out(store: Any, fraction: float, seed: int) -> tuple[StoreSubset, StoreSubset]:
+def hold_out(store: Store, fraction: float, seed: int) -> tuple[StoreSubset, StoreSubset]:
     """(train, val) parts of `store`: a seeded random `fraction` is held out for validation."""
     n = len(store)
     n_val = round(n * fraction)
@@ -48,7 +63,7 @@ def hold_out(store: Any, fraction: float, seed: int) -> tuple[StoreSubset, Store
     return StoreSubset(store, np.sort(order[n_val:])), StoreSubset(store, np.sort(order[:n_val]))
 
 
-def check_labels(store: Any, num_classes: int) -> Any:
+def check_labels(store: Store, num_classes: int) -> Store:
     """`store`, after checking that its labels index the run's `num_classes` classes."""
     labels = np.asarray(store.labels)
     bad = labels[(labels < 0) | (labels >= num_classes)] if len(labels) else labels
@@ -64,11 +79,11 @@ def check_labels(store: Any, num_classes: int) -> Any:
 class RunData:
     """The stores and loaders of one run (val/test loaders are None when absent)."""
 
-    train_store: Any
-    train: Any
-    val: Any
-    test: Any
-    test_ten: Any
+    train_store: ImageStore
+    train: Loader
+    val: Loader | None
+    test: Loader | None
+    test_ten: Loader | None
     test_split: str
     crop_size: int
     input_device: torch.device | None = None
@@ -80,14 +95,10 @@ def build_loaders(
     splits: dict[str, Path],
     batch: int,
     ctx: DistContext,
-    stats: Callable[[Any], Any] | None = None,
+    stats: Callable[[DataStats], DataStats] | None = None,
 ) -> RunData:
     """Train, val and test loaders for this rank (per-rank batch `batch`); `stats` turns the
     train store's statistics into the ones the loaders normalise with (fine-tuning's preset)."""
-    from alexnet.data.loader import make_loader
-    from alexnet.data.store import open_store
-    from alexnet.models import model_defaults
-
     store = open_store(splits["train"])
     check_labels(store, len(store.classes))
     train_part, val_part = store, None
@@ -102,7 +113,7 @@ def build_loaders(
         "normalize": config.normalize,
     }  # fmt: skip
 
-    def evaluation(part: Any, ten_crop: bool = False) -> Any:
+    def evaluation(part: Store | None, ten_crop: bool = False) -> Loader | None:
         if part is None:
             return None
         return make_loader(part, train=False, batch_size=batch, ten_crop=ten_crop, **common)
@@ -136,9 +147,6 @@ def build_model(
     """(the model the loop calls, the bare model, what `init` loaded): towers split or
     DDP-wrapped as configured. `in_chans` and `num_classes` come from the data unless the recipe
     sets them; with `init` (fine-tuning) every layer of it that fits is loaded."""
-    from alexnet.models import create_model
-    from alexnet.runtime import prepare_model
-
     store = data.train_store
     options = {"in_chans": int(store.channels), **config.model_options}
     options.pop("num_classes", None)
@@ -160,8 +168,6 @@ def build_model(
             raise ValueError("--freeze needs --init-from: frozen random layers learn nothing")
         freeze_through(core, config.freeze)
     if config.towers:
-        from alexnet.train.towers import TwoTowerAlexNet
-
         devices = [d.strip() for d in config.towers.split(",")]
         core = TwoTowerAlexNet(core, devices)
         data.input_device = core.devices[0]
@@ -169,8 +175,6 @@ def build_model(
     else:
         core = model = prepare_model(core, device, precision, config.memory_format)
     if ctx.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [device.index] if device.type == "cuda" and not config.towers else None
         model = DistributedDataParallel(model, device_ids=ids)
     return model, core, transfer

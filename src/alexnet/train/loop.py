@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,16 +21,24 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from alexnet.eval.metrics import Meter
 from alexnet.runtime import autocast, memory_format
 from alexnet.train import checkpoint as ckpt_io
 from alexnet.train.config import TrainConfig, config_to_dict
 from alexnet.train.distributed import DistContext, all_reduce_mean
-from alexnet.train.metrics_log import RunLog
+from alexnet.train.metrics_log import RunLog, epoch_records
 from alexnet.train.optim import LRSchedule, make_optimizer
+from alexnet.train.towers import load_portable_state_dict, portable_state_dict
 
 RISE, RISE_STEPS = 2.0, 100  # warn when the loss exceeds 2x its first value in 100 steps
+
+# Asked after every epoch's record with the run's epoch records so far (those of earlier,
+# resumed invocations included): True ends `fit` there, after last.pt is saved, so that a later
+# `--resume` continues exactly (experiments stop at a target error or a deadline this way).
+StopCondition = Callable[[list[dict[str, Any]]], bool]
 
 
 class BatchSource(Protocol):
@@ -111,7 +119,7 @@ class Trainer:
         self.train_loader, self.val_loader = train_loader, val_loader
         self.preprocess, self.run_dir = preprocess, Path(run_dir)
         self.ctx = ctx or DistContext()
-        self.core = model.module if hasattr(model, "module") else model  # under DDP
+        self.core = model.module if isinstance(model, DistributedDataParallel) else model
         self.num_classes = int(self.core.num_classes)
         self.optimizer = make_optimizer(param_groups or model.parameters(), config)
         self.schedule = LRSchedule(self.optimizer, config)
@@ -128,9 +136,8 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """The checkpoint dict (docs/architecture.md)."""
         core = self.core
-        weights = core.grouped_state_dict() if hasattr(core, "grouped_state_dict") else None
         return {
-            "model": weights if weights is not None else core.state_dict(),
+            "model": portable_state_dict(core),
             "model_name": core.model_name,
             "model_options": dict(core.model_options),
             "optimizer": self.optimizer.state_dict(),
@@ -148,10 +155,7 @@ class Trainer:
 
     def load_state(self, ckpt: dict[str, Any], lr: float | None = None) -> None:
         """Continue from `ckpt`; `lr` (given on the command line) replaces the saved lr."""
-        if hasattr(self.core, "load_grouped_state_dict"):
-            self.core.load_grouped_state_dict(ckpt["model"])
-        else:
-            self.core.load_state_dict(ckpt["model"])
+        load_portable_state_dict(self.core, ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["scheduler"])
         if lr is not None:
@@ -235,19 +239,36 @@ class Trainer:
         return meter.result()
 
     # -- the run -----------------------------------------------------------------------------
-    def fit(self, resume_step: int | None = None) -> dict[str, Any]:
-        """Train to `config.epochs` (or `max_steps`); returns the last epoch's record."""
+    def fit(
+        self, resume_step: int | None = None, stop: StopCondition | None = None
+    ) -> dict[str, Any]:
+        """Train to `config.epochs` (or `max_steps`), or until `stop` holds after an epoch;
+        returns the last epoch's record."""
         self.log = RunLog(self.run_dir if self.ctx.is_main else None, resume_step)
+        # read after RunLog dropped what followed the checkpoint being resumed
+        records = epoch_records(self.run_dir) if stop is not None and self.ctx.is_main else []
         record: dict[str, Any] = {}
         try:
             with self._interrupt:
                 while self.progress.epoch < self.config.epochs and not self._steps_done():
-                    record = self._train_epoch() or record
+                    ended = self._train_epoch()
                     if self._interrupt.raised and not self.ctx.enabled:  # during validation
                         self._interrupted()
+                    if ended is None:  # cut short by max_steps: the loop ends
+                        continue
+                    record = ended
+                    records.append({"kind": "epoch", **record})  # as metrics.jsonl holds it
+                    if stop is not None and self._agreed(self.ctx.is_main and stop(records)):
+                        break
         finally:
             self.log.close()
         return record
+
+    def _agreed(self, wanted: bool) -> bool:
+        """Rank 0's stop decision, shared by every rank (the others pass False), so that all
+        stop after the same epoch: its records and its clock decide."""
+        flag = torch.tensor([float(wanted)], device=self.device)
+        return bool(all_reduce_mean(flag, self.ctx)[0] > 0)
 
     def _interrupted(self) -> None:
         """Stop after a Ctrl-C; the caller has just saved checkpoints/last.pt."""
@@ -389,7 +410,8 @@ class Trainer:
         }
         self.log.epoch(**record)
         prog.epoch, prog.batch_in_epoch, prog.train_sums = prog.epoch + 1, 0, []
-        is_best = metric < prog.best_metric and val is not None  # best.pt: chosen on val only
+        # best.pt: chosen on val only, and only when the run keeps it (config.keep_best)
+        is_best = metric < prog.best_metric and val is not None and self.config.keep_best
         prog.best_metric = min(prog.best_metric, metric)
         self.save(best=is_best)
         if self.ctx.is_main:  # --quiet hides the progress bar only
@@ -411,8 +433,6 @@ class Trainer:
     def _bar(self, done: int):  # -> a tqdm bar, or None when quiet
         if self.config.quiet or not self.ctx.is_main:
             return None
-        from tqdm import tqdm
-
         n, epochs, cap = len(self.train_loader), self.config.epochs, self.config.max_steps
         total = n
         if cap:  # the bar tells the run's real length, not the recipe's epochs

@@ -108,3 +108,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{n}: not a metrics record ({err})") from err
         records.append(record)
     return records
+
+
+def epoch_records(path: str | Path) -> list[dict[str, Any]]:
+    """The `{"kind": "epoch", ...}` records of a metrics.jsonl (a run dir or the file), in order."""
+    return [r for r in read_metrics(path) if r.get("kind") == "epoch"]

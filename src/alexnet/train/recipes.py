@@ -22,10 +22,15 @@ misspelt model or option fails before any data is prepared.
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from alexnet.data.sources import resolve
+from alexnet.models import create_model, list_models, model_defaults
 from alexnet.train.config import (
     EMBEDDED_DEFAULT,
     TrainConfig,
@@ -56,8 +61,6 @@ def data_side(spec: str) -> tuple[int, bool, str]:
             if meta.is_file():
                 side = int(json.loads(meta.read_text())["image_size"])
                 return side, True, f"{spec} is prepared at {side} px"
-    from alexnet.data.sources import resolve
-
     source = resolve(spec)
     split = source.splits.get("train") or next(iter(source.splits.values()))
     n = len(split.ids)
@@ -77,17 +80,11 @@ def data_side(spec: str) -> tuple[int, bool, str]:
 
 def check_model(model: str, options: dict[str, Any]) -> None:
     """Build `model` with `options` on the meta device: unknown names or options raise now."""
-    import torch
-
-    from alexnet.models import create_model
-
     with torch.device("meta"):
         create_model(model, **options)
 
 
 def model_input(model: str, options: dict[str, Any]) -> int:
-    from alexnet.models import model_defaults
-
     return int(options.get("input_size", model_defaults(model).get("input_size") or 227))
 
 
@@ -137,12 +134,8 @@ def _recipe_for_data(
 def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """The config `alexnet train` runs (see the module docstring); raises ValueError /
     FileNotFoundError naming the problem before any expensive work."""
-    from alexnet.models import list_models
-
     model = overrides.get("model")
     if model is not None and model not in list_models():
-        import difflib
-
         close = difflib.get_close_matches(model, list_models(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown model {model!r}{hint}; registered: {', '.join(list_models())}")

@@ -24,12 +24,19 @@ import torch
 import yaml
 
 from alexnet.cache import cache_dir
+from alexnet.data.prepare import ensure_prepared, find_splits
+from alexnet.data.preset import Preprocess
 from alexnet.data.stats import DataStats
 from alexnet.data.store import open_store
+from alexnet.eval.evaluate import evaluate
 from alexnet.fileio import atomic_write_text
+from alexnet.models import create_model
 from alexnet.models.transfer import Transfer
+from alexnet.models.weights_file import save_weights
+from alexnet.runtime import best_precision, choose_layout, configure_threads
 from alexnet.train.checkpoint import check_resumable, load_checkpoint, resolve_checkpoint
 from alexnet.train.config import TrainConfig, config_to_dict, make_config
+from alexnet.train.data import build_loaders, build_model
 from alexnet.train.distributed import (
     DistContext,
     barrier,
@@ -39,8 +46,10 @@ from alexnet.train.distributed import (
     pick_device,
 )
 from alexnet.train.init import InitSource, load_source, param_groups, preset_stats
-from alexnet.train.loop import Trainer
+from alexnet.train.loop import StopCondition, Trainer
+from alexnet.train.recipes import describe
 from alexnet.train.rundir import claim_run_dir
+from alexnet.train.towers import GroupedLayout, load_portable_state_dict
 
 
 def data_splits(
@@ -48,8 +57,6 @@ def data_splits(
 ) -> dict[str, Path]:
     """{split: store dir}: `spec` as a prepared dir, else prepared into the cache once (`warp`:
     whole images squeezed to squares, for weights whose preset says so: Caffe's)."""
-    from alexnet.data.prepare import ensure_prepared, find_splits
-
     path = Path(spec)
     if path.is_dir() and any((path / s / "meta.json").is_file() for s in ("train", "val", "test")):
         return find_splits(path)
@@ -169,25 +176,49 @@ def resume_config(run_dir: str, overrides: dict[str, Any]) -> tuple[TrainConfig,
 
 
 def train(
-    config: TrainConfig | None,
+    config: TrainConfig,
     *,
-    resume: str | None = None,
-    overrides: dict[str, Any] | None = None,
+    stop: StopCondition | None = None,
     command: list[str] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run training as configured, or continue run dir `resume` (then `config` is ignored and
-    `overrides` apply to the saved config; an `lr` among them changes the lr by hand).
+    """Run a fresh training run as `config` says; `stop(epoch records)`, asked after every
+    epoch, ends it early (loop.StopCondition); returns the final test metrics ({} without a
+    test or val split; a run `stop` ended is tested as it stands, and so is every invocation's
+    end). A run directory that holds a run is refused unless `overwrite` (which clears it); it
+    is locked for the whole run (alexnet.train.rundir). `resume` continues one."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"train takes a TrainConfig, not {type(config).__name__}; to continue a run "
+            "directory, call resume(run_dir, overrides=...)"
+        )
+    return _launch(config, None, None, stop, command, overwrite)
 
-    A fresh run into a directory holding a run is refused unless `overwrite` (which clears it);
-    the run directory is locked for the whole run (alexnet.train.rundir)."""
-    ckpt, lr_override = None, None
-    if resume:
-        overrides = dict(overrides or {})
-        lr_override = overrides.get("lr")
-        config, ckpt = resume_config(resume, overrides)
-    if config is None:
-        raise ValueError("train needs a config or a run dir to resume")
+
+def resume(
+    run_dir: str | Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    stop: StopCondition | None = None,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """Continue run directory `run_dir` from its last checkpoint, exactly, with its saved config
+    and `overrides` (TrainConfig fields) on top: more `epochs`, say, or an `lr`, which changes
+    the learning rate by hand from here on. `stop` and the result as for `train`."""
+    overrides = dict(overrides or {})
+    config, ckpt = resume_config(str(run_dir), overrides)
+    return _launch(config, ckpt, overrides.get("lr"), stop, command, overwrite=False)
+
+
+def _launch(
+    config: TrainConfig,
+    ckpt: dict[str, Any] | None,
+    lr_override: float | None,
+    stop: StopCondition | None,
+    command: list[str] | None,
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Devices and the process group once, the run directory claimed, then `_train`."""
     device = pick_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -198,7 +229,7 @@ def train(
             config = make_config(config_to_dict(config), {"out": str(default_run_dir(config))})
         claim = claim_run_dir(Path(config.out), resume=ckpt is not None, overwrite=overwrite)
         with claim if ctx.is_main else contextlib.nullcontext():
-            return _train(config, ctx, device, ckpt, lr_override, command)
+            return _train(config, ctx, device, ckpt, lr_override, command, stop)
     finally:
         cleanup(ctx)
 
@@ -210,10 +241,8 @@ def _train(
     ckpt: dict[str, Any] | None,
     lr_override: float | None,
     command: list[str],
+    stop: StopCondition | None,
 ) -> dict[str, Any]:
-    from alexnet.runtime import best_precision, choose_layout, configure_threads
-    from alexnet.train.data import build_loaders, build_model
-
     configure_threads(config.threads or None)
     precision = best_precision(device) if config.precision == "auto" else config.precision
     layout = choose_layout(device, precision, "train", config.memory_format)
@@ -259,8 +288,6 @@ def _train(
     if ctx.is_main:
         write_run_files(run_dir, config, command)
         if ckpt is not None:  # a fresh run's recipe line came first, from `alexnet train`
-            from alexnet.train.recipes import describe
-
             step = trainer.progress.step
             print(
                 f"resuming at step {step} (epoch {trainer.progress.epoch + 1}); {describe(config)}"
@@ -269,7 +296,7 @@ def _train(
         print(f"memory format {layout.name}: {layout.reason}")
         if transfer is not None:
             print(describe_init(config, transfer, stats is not None))
-    trainer.fit(resume_step=None if ckpt is None else trainer.progress.step)
+    trainer.fit(resume_step=None if ckpt is None else trainer.progress.step, stop=stop)
     barrier(ctx)  # rank 0's best.pt is complete before any rank reads it
     weights = use_final_weights(trainer, data)
     result = final_test(trainer, data, config, precision)
@@ -289,17 +316,12 @@ def use_final_weights(trainer: Trainer, data: Any) -> str:
     if data.val is None or not best.is_file():
         return f"last weights (step {trainer.progress.step})"
     ckpt = load_checkpoint(best)
-    if hasattr(trainer.core, "load_grouped_state_dict"):
-        trainer.core.load_grouped_state_dict(ckpt["model"])
-    else:
-        trainer.core.load_state_dict(ckpt["model"])
+    load_portable_state_dict(trainer.core, ckpt["model"])
     return f"best.pt (epoch {int(ckpt['epoch'])}, chosen on val)"
 
 
 def final_test(trainer: Trainer, data: Any, config: TrainConfig, precision: str) -> dict:
     """Top-1/top-5 on the test split (else val) with the run's weights (use_final_weights)."""
-    from alexnet.eval.evaluate import evaluate
-
     loader = data.test_ten if config.ten_crop_test else data.test
     if loader is None:
         return {}
@@ -320,11 +342,8 @@ def _finish(trainer: Trainer, result: dict, run_dir: Path, config: TrainConfig) 
             f" (err {result['top5_err']:.4f}); weights: {result['weights']}"
         )
     if config.safetensors:  # the weights file `alexnet predict` and `release` read
-        from alexnet.data.preset import Preprocess
-        from alexnet.models.weights_file import save_weights
-
         core = trainer.core
-        if hasattr(core, "grouped_state_dict"):
+        if isinstance(core, GroupedLayout):
             core = _rebuilt(core)
         metrics = {k: v for k, v in result.items() if not isinstance(v, list)}
         pre = Preprocess.from_dict(trainer.preprocess)
@@ -334,8 +353,6 @@ def _finish(trainer: Trainer, result: dict, run_dir: Path, config: TrainConfig) 
 
 def _rebuilt(split: Any) -> torch.nn.Module:
     """The single-device grouped model holding a tower split's weights (for export)."""
-    from alexnet.models import create_model
-
     options = dict(split.model_options)
     model = create_model(split.model_name, **options)
     model.load_state_dict(split.grouped_state_dict())

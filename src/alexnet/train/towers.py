@@ -14,6 +14,7 @@ first device, where the loss is computed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -21,6 +22,28 @@ from torch import nn
 from alexnet.models.layers import PerTower
 
 LEARNED = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+
+
+@runtime_checkable
+class GroupedLayout(Protocol):
+    """A model holding a grouped net's weights in another layout (the tower split): it gives
+    and takes them in the single-device grouped layout, which is what checkpoints store."""
+
+    def grouped_state_dict(self) -> dict[str, torch.Tensor]: ...
+    def load_grouped_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+def portable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`model`'s weights as a checkpoint stores them (loadable by the single-device net)."""
+    return model.grouped_state_dict() if isinstance(model, GroupedLayout) else model.state_dict()
+
+
+def load_portable_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load weights saved by `portable_state_dict` into `model`, whatever its layout."""
+    if isinstance(model, GroupedLayout):
+        model.load_grouped_state_dict(state)
+    else:
+        model.load_state_dict(state)
 
 
 def _rows(module: nn.Module, start: int, stop: int) -> nn.Module:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from alexnet.data.preset import Preprocess
@@ -82,8 +83,6 @@ def last_epoch_metrics(run_dir: Path) -> dict[str, Any] | None:
 
 def run_data_spec(run_dir: Path) -> str | None:
     """The `data` a run was trained on, from its config.yaml (None if it names none)."""
-    import yaml
-
     config = run_dir / "config.yaml"
     if not config.is_file():
         return None

@@ -1,35 +1,31 @@
-"""Shared figure plumbing: the Agg backend and saving at an exact pixel size."""
+"""Shared figure plumbing: figures drawn without pyplot, saved at an exact pixel size.
+
+A bare `matplotlib.figure.Figure` renders with Agg when saved to PNG, so no backend is chosen
+for the whole process (pyplot's global state would switch a user's interactive backend) and no
+figure has to be closed to be freed."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from alexnet.fileio import atomic_path
 
 DPI = 100
 
 
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend (files only, works without a display)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def new_figure(width_px: int, height_px: int) -> Any:
+def new_figure(width_px: int, height_px: int) -> Figure:
     """A figure that saves to exactly width_px x height_px pixels."""
-    return pyplot().figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
 
 
-def save(fig: Any, path: Path) -> Path:
-    """Save as PNG at the figure's own size (no tight bbox: the pixel size stays as asked)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
-    pyplot().close(fig)
+def save(fig: Figure, path: Path) -> Path:
+    """Save as PNG at the figure's own size (no tight bbox: the pixel size stays as asked),
+    written by temporary name and rename (alexnet.fileio)."""
+    with atomic_path(path, mkdir=True) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
     return path
 
 

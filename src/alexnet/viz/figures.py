@@ -25,8 +25,10 @@ import numpy as np
 from torch import nn
 
 from alexnet.data.preset import Preprocess
+from alexnet.data.store import open_store
 from alexnet.fileio import atomic_write_text
 from alexnet.infer.features import prepared_splits, store_features
+from alexnet.infer.predict import expand_inputs
 from alexnet.train.weights import load_weights, read_metrics, run_data_spec
 from alexnet.viz import curves, kernels, neighbours, predictions
 
@@ -61,8 +63,6 @@ def make_figures(
         if value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if images is not None:
-        from alexnet.infer.predict import expand_inputs
-
         if not Path(images).is_dir():
             raise FileNotFoundError(f"{images}: no such image folder (--images)")
         found = len(expand_inputs([images]))
@@ -136,8 +136,6 @@ def _image_figures(
     label: str,
 ) -> dict[str, Any]:
     """Figure 4 left (predictions on test images) and right (fc7 neighbours in train)."""
-    from alexnet.data.store import open_store
-
     splits = prepared_splits(spec, pre.image_size)
     test_split = next((s for s in ("test", "val") if s in splits), None)
     if "train" not in splits or test_split is None:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from alexnet.data.preset import Preprocess
@@ -286,8 +287,6 @@ def kernels_from_grid(grid: np.ndarray, count: int, towers: int, k: int) -> torc
 def redraw_grid(src: Path, dst: Path, *, count: int, towers: int, k: int, title: str) -> dict:
     """Redraw an unlabelled `kernel_grid` PNG (an older figure, its weights gone) as the
     labelled figure; the numbers come from the 8-bit grid. Returns the summary."""
-    from PIL import Image
-
     grid = np.asarray(Image.open(src).convert("RGB"))
     weight = kernels_from_grid(grid, count, towers, k)
     fig, summary = weight_figure(weight, towers, name="alexnet", title=title)

@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from torch import nn
 
+from alexnet.data.images import load_image
 from alexnet.data.preset import Preprocess
 from alexnet.infer.features import nearest, pairwise_distances, store_features
+from alexnet.infer.predict import embed_files, expand_inputs, predict_files
 from alexnet.viz.common import display_image, new_figure, save
 
 NEIGHBOURS = 6
@@ -178,8 +181,6 @@ def folder_neighbours(
 ) -> FolderNeighbours:
     """Embed every image file under `folder` (`alexnet embed`'s path: decoder, preprocessing,
     centre crop); pick `queries` of them (fixed seed); for each, the k nearest other files."""
-    from alexnet.infer.predict import embed_files, expand_inputs
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such image folder")
@@ -203,10 +204,6 @@ def folder_neighbours(
 
 def thumbnail(path: Path, side: int = 256) -> np.ndarray:
     """The whole image, shrunk to at most side x side, for display."""
-    from PIL import Image
-
-    from alexnet.data.images import load_image
-
     img = Image.fromarray(load_image(path, draft_size=side))
     img.thumbnail((side, side))
     return np.asarray(img)
@@ -214,8 +211,6 @@ def thumbnail(path: Path, side: int = 256) -> np.ndarray:
 
 def top1_names(model: nn.Module, pre: Preprocess, paths: Sequence[Path]) -> list[str]:
     """'name (probability)' of the net's top class for each file."""
-    from alexnet.infer.predict import predict_files
-
     return [
         f"{i.top[0]['label'][:20]} ({i.top[0]['probability']:.2f})" if i.top else "?"
         for i in predict_files(model, pre, list(paths), top=1)

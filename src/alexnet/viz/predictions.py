@@ -10,10 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.patches import Patch
 from torch import nn
 
+from alexnet.data.images import load_image
 from alexnet.data.preset import Preprocess
 from alexnet.viz.common import display_image, new_figure, save
+from alexnet.viz.neighbours import thumbnail
 
 COLUMNS = 4
 PANEL = (300, 420)  # pixels per image-and-bars panel
@@ -47,8 +50,6 @@ def predictions_figure(
 ) -> Any:
     """The figure: one panel per image, its caption (the true class, else `captions`) over a bar
     chart of its top-5 softmax; true-class bars red, a legend explaining the colours."""
-    from matplotlib.patches import Patch
-
     truths = list(truths) if truths is not None else [None] * len(images)
     top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=-1)
     width, height = figure_size(len(images))
@@ -125,9 +126,6 @@ def plot_file_predictions(
     """Panels for image files (a user's folder), captioned with their file names. The net sees
     each file as `alexnet predict` does (same decoder, the weights' preprocessing, centre crop);
     the panel shows the whole image. Returns each file's top 5 as [{label, probability}]."""
-    from alexnet.data.images import load_image
-    from alexnet.viz.neighbours import thumbnail
-
     probs = top5(model, pre, [load_image(f, draft_size=pre.image_size) for f in files])
     names = pre.classes or [str(i) for i in range(probs.shape[1])]
     shown = [thumbnail(f) for f in files]

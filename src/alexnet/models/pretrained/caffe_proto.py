@@ -1,101 +1,89 @@
 """The message classes of `caffe_subset.proto`, built at import time with the protobuf library.
 
-No generated `_pb2` module and no protoc: the descriptor below (the same names, types and field
-numbers as the .proto beside this file, which a test checks) is added to a private descriptor
-pool, so a real `caffe_pb2` a user imports elsewhere cannot clash with it. Parsing and
-serialising are protobuf's own; fields a real file has beyond this subset are skipped.
+No generated `_pb2` module and no protoc: the .proto beside this file (Caffe's own names, types
+and field numbers) is the one statement of the schema; `file_descriptor` reads it into the
+FileDescriptorProto protoc would make of it, which is added to a private descriptor pool, so a
+real `caffe_pb2` a user imports elsewhere cannot clash with it. Parsing and serialising are
+protobuf's own; fields a real file has beyond this subset are skipped.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+PROTO = Path(__file__).with_name("caffe_subset.proto")
 PACKAGE = "caffe"
-_LABELS = {
-    "optional": descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-    "repeated": descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-}
+_Field = descriptor_pb2.FieldDescriptorProto
+_LABELS = {"optional": _Field.LABEL_OPTIONAL, "repeated": _Field.LABEL_REPEATED}
 _SCALARS = {
-    "int32": descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
-    "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
-    "float": descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT,
-    "double": descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE,
-    "string": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+    "int32": _Field.TYPE_INT32,
+    "int64": _Field.TYPE_INT64,
+    "float": _Field.TYPE_FLOAT,
+    "double": _Field.TYPE_DOUBLE,
+    "string": _Field.TYPE_STRING,
 }
-
-# message -> [(label, type, name, number)], in caffe.proto's order; a type that is not a scalar
-# names a message of this file, or the enum below. Repeated scalars are packed, as in Caffe.
-FIELDS: dict[str, list[tuple[str, str, str, int]]] = {
-    "BlobShape": [("repeated", "int64", "dim", 1)],
-    "BlobProto": [
-        ("optional", "BlobShape", "shape", 7),
-        ("repeated", "float", "data", 5),
-        ("repeated", "double", "double_data", 8),
-        ("optional", "int32", "num", 1),
-        ("optional", "int32", "channels", 2),
-        ("optional", "int32", "height", 3),
-        ("optional", "int32", "width", 4),
-    ],
-    "NetParameter": [
-        ("optional", "string", "name", 1),
-        ("repeated", "LayerParameter", "layer", 100),
-        ("repeated", "V1LayerParameter", "layers", 2),
-    ],
-    "LayerParameter": [
-        ("optional", "string", "name", 1),
-        ("optional", "string", "type", 2),
-        ("repeated", "BlobProto", "blobs", 7),
-    ],
-    "V1LayerParameter": [
-        ("optional", "string", "name", 4),
-        ("optional", "LayerType", "type", 5),
-        ("repeated", "BlobProto", "blobs", 6),
-        ("optional", "V0LayerParameter", "layer", 1),
-    ],
-    "V0LayerParameter": [
-        ("optional", "string", "name", 1),
-        ("optional", "string", "type", 2),
-        ("repeated", "BlobProto", "blobs", 50),
-    ],
-}
-# V1LayerParameter.LayerType, every value of caffe.proto's enum.
-V1_LAYER_TYPES: dict[str, int] = {
-    "NONE": 0, "ABSVAL": 35, "ACCURACY": 1, "ARGMAX": 30, "BNLL": 2, "CONCAT": 3,
-    "CONTRASTIVE_LOSS": 37, "CONVOLUTION": 4, "DATA": 5, "DECONVOLUTION": 39, "DROPOUT": 6,
-    "DUMMY_DATA": 32, "EUCLIDEAN_LOSS": 7, "ELTWISE": 25, "EXP": 38, "FLATTEN": 8,
-    "HDF5_DATA": 9, "HDF5_OUTPUT": 10, "HINGE_LOSS": 28, "IM2COL": 11, "IMAGE_DATA": 12,
-    "INFOGAIN_LOSS": 13, "INNER_PRODUCT": 14, "LRN": 15, "MEMORY_DATA": 29,
-    "MULTINOMIAL_LOGISTIC_LOSS": 16, "MVN": 34, "POOLING": 17, "POWER": 26, "RELU": 18,
-    "SIGMOID": 19, "SIGMOID_CROSS_ENTROPY_LOSS": 27, "SILENCE": 36, "SOFTMAX": 20,
-    "SOFTMAX_LOSS": 21, "SPLIT": 22, "SLICE": 33, "TANH": 23, "WINDOW_DATA": 24,
-    "THRESHOLD": 31,
-}  # fmt: skip
+# The shapes of line the subset uses (proto2: messages of scalar, message and enum fields; enums
+# nested in a message); anything else is refused rather than skipped.
+_HEADER = ('syntax = "proto2";', f"package {PACKAGE};")
+_OPEN = re.compile(r"(message|enum) (\w+) \{")
+_FIELD = re.compile(r"(optional|repeated) (\w+) (\w+) = (\d+)( \[packed = true\])?;")
+_VALUE = re.compile(r"(\w+) = (\d+);")
 
 
-def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
-    """`caffe_subset.proto` as a FileDescriptorProto (what protoc would make of it)."""
+def file_descriptor(text: str | None = None) -> descriptor_pb2.FileDescriptorProto:
+    """`caffe_subset.proto` (or `text` in its form) as a FileDescriptorProto, what protoc would
+    make of it; a line of another shape raises ValueError naming it."""
+    lines = (PROTO.read_text(encoding="utf-8") if text is None else text).splitlines()
     file = descriptor_pb2.FileDescriptorProto(
         name="alexnet/caffe_subset.proto", package=PACKAGE, syntax="proto2"
     )
-    for message, fields in FIELDS.items():
-        proto = file.message_type.add(name=message)
-        if message == "V1LayerParameter":
-            enum = proto.enum_type.add(name="LayerType")
-            for name, number in V1_LAYER_TYPES.items():
-                enum.value.add(name=name, number=number)
-        for label, kind, name, number in fields:
-            field = proto.field.add(name=name, number=number, label=_LABELS[label])
-            if kind in _SCALARS:
-                field.type = _SCALARS[kind]
-                if label == "repeated" and kind != "string":
-                    field.options.packed = True
-            elif kind == "LayerType":
-                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_ENUM
-                field.type_name = f".{PACKAGE}.V1LayerParameter.LayerType"
-            else:
-                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
-                field.type_name = f".{PACKAGE}.{kind}"
+    message = enum = None
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("//")[0].strip()
+        if not line or (line in _HEADER and message is None):
+            continue
+        opened, field, value = _OPEN.fullmatch(line), _FIELD.fullmatch(line), _VALUE.fullmatch(line)
+        if opened and opened[1] == "message" and message is None:
+            message = file.message_type.add(name=opened[2])
+        elif opened and opened[1] == "enum" and message is not None and enum is None:
+            enum = message.enum_type.add(name=opened[2])
+        elif line == "}" and enum is not None:
+            enum = None
+        elif line == "}" and message is not None:
+            message = None
+        elif value and enum is not None:
+            enum.value.add(name=value[1], number=int(value[2]))
+        elif field and message is not None and enum is None:
+            _add_field(message, *field.groups())
+        else:
+            raise ValueError(f"{PROTO.name}:{number}: not understood here: {raw.strip()!r}")
+    if message is not None:
+        raise ValueError(f"{PROTO.name}: message {message.name} is not closed")
     return file
+
+
+def _add_field(
+    message: descriptor_pb2.DescriptorProto,
+    label: str,
+    kind: str,
+    name: str,
+    number: str,
+    packed: str | None,
+) -> None:
+    field = message.field.add(name=name, number=int(number), label=_LABELS[label])
+    if packed:
+        field.options.packed = True
+    if kind in _SCALARS:
+        field.type = _SCALARS[kind]
+    elif kind in {e.name for e in message.enum_type}:  # an enum of this message (V1's LayerType)
+        field.type = _Field.TYPE_ENUM
+        field.type_name = f".{PACKAGE}.{message.name}.{kind}"
+    else:
+        field.type = _Field.TYPE_MESSAGE
+        field.type_name = f".{PACKAGE}.{kind}"
 
 
 _pool = descriptor_pool.DescriptorPool()
