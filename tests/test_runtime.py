@@ -6,9 +6,12 @@ import sys
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from alexnet import allocator, cli, runtime
+from alexnet.data.prepare import prepare
+from alexnet.train.config import make_config, validate
 
 CPU = torch.device("cpu")
 
@@ -67,6 +70,61 @@ def test_prepare_model_channels_last_fp32_and_same_outputs():
     assert not prepared[0].weight.is_contiguous()
     xl = x.to(memory_format=runtime.memory_format(CPU, "fp32"))
     torch.testing.assert_close(prepared(xl), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("flags", "kind"),
+    [({"avx2", "fma"}, "avx2"), ({"avx512f", "avx2"}, "avx512"), ({"amx_bf16", "avx512f"}, "amx")],
+)
+def test_layout_rule_names_the_cpu_kind_and_job(monkeypatch, flags, kind):
+    _flags(monkeypatch, flags)
+    assert runtime.cpu_kind() == kind
+    reasons = set()
+    for job in runtime.JOBS:
+        layout = runtime.choose_layout(CPU, "fp32", job)
+        assert layout.name == "channels_last" and f"fp32 {job}" in layout.reason
+        assert layout.memory_format == torch.channels_last
+        reasons.add(layout.reason)
+    assert len(reasons) == 2  # each job has its own figures (or says it has none)
+
+
+def test_layout_override_and_devices():
+    assert runtime.choose_layout(CPU, "bf16", "train", "nchw").name == "nchw"
+    assert runtime.choose_layout(CPU, "bf16", "train", "nchw").reason == "--memory-format"
+    cuda = torch.device("cuda")  # a device object only: no GPU is needed to decide
+    assert runtime.choose_layout(cuda, "fp32").name == "nchw"
+    assert runtime.choose_layout(cuda, "bf16").name == "channels_last"
+    assert runtime.memory_format(CPU, "fp32", "nchw") == torch.contiguous_format
+    with pytest.raises(ValueError, match="'nhwc' is not one of auto, nchw, channels_last"):
+        runtime.choose_layout(CPU, "fp32", "train", "nhwc")
+    with pytest.raises(ValueError, match="job"):
+        runtime.choose_layout(CPU, "fp32", "serve")
+
+
+def test_prepare_model_nchw_override_keeps_the_default_layout():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3))
+    prepared = runtime.prepare_model(net, CPU, "fp32", "nchw")
+    assert prepared[0].weight.is_contiguous()
+    net = runtime.prepare_inference_model(nn.Sequential(nn.Conv2d(3, 4, 3)), CPU, "fp32", "nchw")
+    assert net[0].weight.is_contiguous()
+
+
+@pytest.mark.parametrize("requested", ["auto", "nchw"])
+def test_train_prints_and_records_the_memory_format(tmp_path, capsys, requested):
+    data, out = tmp_path / "data", tmp_path / "run"
+    prepare("synthetic:16:8:2", data, size=16, workers=1, quiet=True)
+    argv = ["train", "--data", str(data), "--out", str(out), "--model", "cifar_fig1",
+            "--model-option", "input_size=12", "--batch-size", "8", "--max-steps", "1",
+            "--quiet", "--precision", "fp32", "--device", "cpu",
+            "--memory-format", requested]  # fmt: skip
+    assert cli.main(argv) == 0
+    chosen = runtime.choose_layout(CPU, "fp32", "train", requested)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["memory_format"] == chosen.name
+    assert config["recipe"]["memory_format"] == chosen.reason
+    assert f"memory format {chosen.name}: {chosen.reason}" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="memory_format 'nhwc'"):
+        validate(make_config({"memory_format": "nhwc"}))
 
 
 def test_prepare_inference_model_bf16_weights():

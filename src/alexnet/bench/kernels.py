@@ -1,34 +1,16 @@
-"""Kernel-level benchmarks: the matmul ceiling and the LRN against its floor and nn's LRN."""
+"""Kernel-level benchmark: the fused LRN against its floor and nn's LRN."""
 
 from __future__ import annotations
 
 import torch
 
 from alexnet.bench.timing import median_seconds
-from alexnet.bench.workloads import NNLocalResponseNorm
-from alexnet.models.lrn import local_response_norm
+from alexnet.models.lrn import ReferenceLRN, local_response_norm
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # The two LRN inputs of the paper's net (section 3.3): after conv1 and after conv2.
 LRN_SHAPES = {"conv1": (96, 55, 55), "conv2": (256, 27, 27)}
 LRN_ARGS = (5, 1e-4, 0.75, 2.0)  # section 3.3, alpha in PyTorch's convention
-
-
-def matmul_gflops(device: torch.device, precision: str, n: int, repeats: int) -> float:
-    """GFLOP/s of an n x n x n matmul: the most the machine's matmul units deliver here.
-
-    The fastest of `repeats` calls, not the median: a ceiling is the best case, and on a shared
-    machine the median of a short call mostly measures the neighbours.
-    """
-    gen = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, generator=gen, device=device).to(DTYPES[precision])
-    b = torch.randn(n, n, generator=gen, device=device).to(DTYPES[precision])
-    a @ b  # warm-up: oneDNN's kernel choice and the output allocation
-    seconds = min(
-        median_seconds(lambda: a @ b, repeats=1, warmup=0, device=device)
-        for _ in range(max(3, repeats))
-    )
-    return 2 * n**3 / seconds / 1e9
 
 
 def lrn_seconds(
@@ -49,15 +31,10 @@ def lrn_seconds(
     def fused() -> None:
         local_response_norm(x, *LRN_ARGS, groups=groups).backward(grad)
 
-    reference_lrn = NNLocalResponseNorm(*LRN_ARGS)
+    reference_lrn = ReferenceLRN(*LRN_ARGS, groups=groups)
 
     def reference() -> None:
-        if groups == 1:
-            reference_lrn(x).backward(grad)
-            return
-        n, c, h, w = x.shape
-        out = reference_lrn(x.reshape(n * groups, c // groups, h, w))
-        out.reshape(x.shape).backward(grad)
+        reference_lrn(x).backward(grad)
 
     def floor() -> None:
         (x.detach() * x.detach(), x.detach().clone())

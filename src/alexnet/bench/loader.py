@@ -9,9 +9,9 @@ side by side in one run:
     thread), batches collated as a DataLoader would;
 (b) the prepared store (256x256, raw and JPEG encodings) + `make_loader` with all the paper's
     augmentations (random crop, reflection, PCA lighting, mean-image subtraction), per core;
-and a real training step (SGD on `alexnet.models.create_model`, bf16 autocast on CUDA; fp32 on
-CPU, where bf16 is emulated and 100x slower) fed by synthetic in-memory tensors, by (b) and by
-(a), each with `--workers` loader processes.
+and the Trainer's own training step (`alexnet.bench.workloads.trainer`: fused SGD, bf16 autocast
+on CUDA; fp32 on CPU, where bf16 is emulated without AMX) fed by synthetic in-memory tensors, by
+(b) and by (a), each with `--workers` loader processes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from alexnet.bench import workloads
+from alexnet.data.loader import make_loader
+from alexnet.data.photos import write_photo_folder
+from alexnet.data.prepare import prepare
+from alexnet.data.store import open_store
+from alexnet.models import create_model
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -133,9 +140,6 @@ def store_runner(
     store_dir: str | Path, *, crop: int = 224, batch_size: int = 64, **loader_options
 ) -> Runner:
     """(b): `make_loader` batches with the paper's training augmentation."""
-    from alexnet.data.loader import make_loader
-    from alexnet.data.store import open_store
-
     loader = make_loader(
         open_store(store_dir), train=True, crop_size=crop, batch_size=batch_size, **loader_options
     )
@@ -185,27 +189,15 @@ def measure_training(
     batch_size: int = 64,
     steps: int = 6,
     device: str = "cpu",
-    num_classes: int = 1000,
 ) -> dict:
-    """Training img/s of one SGD step per batch, fed by `feed` (None: one in-memory batch)."""
-    from alexnet.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model(model_name, num_classes=num_classes).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    s = model.input_size
-    fixed = (torch.randn(batch_size, 3, s, s), torch.randint(0, num_classes, (batch_size,)))
-
-    def step() -> None:
-        x, y = next(feed) if feed is not None else fixed
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    """Training img/s of the Trainer's step, one batch of `feed` each (None: one in-memory
+    batch)."""
+    dev = torch.device(device)
+    precision = "bf16" if dev.type == "cuda" else "fp32"
+    model = workloads.build(model_name, dev, precision)
+    fixed = workloads.synthetic_batch(model, batch_size)
+    trainer = workloads.trainer(model, dev, precision, "auto", fixed)
+    step = workloads.trainer_step(trainer, feed if feed is not None else workloads.repeat(fixed))
     step()  # warm up (and let loader workers start)
     _sync(device)
     start = time.perf_counter()
@@ -223,9 +215,6 @@ def _sync(device: str) -> None:
 
 def build_benchmark_data(root: str | Path, images: int, *, workers: int | None = None) -> dict:
     """Photo JPEGs in ROOT/photos (8 classes) and their prepared stores ROOT/raw, ROOT/jpeg."""
-    from alexnet.data.photos import write_photo_folder
-    from alexnet.data.prepare import prepare
-
     root = Path(root)
     files = write_photo_folder(root / "photos", classes=8, per_class=max(1, images // 8))
     stores = {}
@@ -260,9 +249,6 @@ def examples_feed(files: list[Path], batch_size: int, workers: int, crop: int) -
 
 def store_feed(store_dir: Path, batch_size: int, workers: int, crop: int) -> Iterator:
     """Endless batches from a prepared store with every augmentation of the paper."""
-    from alexnet.data.loader import make_loader
-    from alexnet.data.store import open_store
-
     loader = make_loader(
         open_store(store_dir), train=True, crop_size=crop, batch_size=batch_size, workers=workers
     )
@@ -313,8 +299,6 @@ def _training_rows(args: argparse.Namespace, files: list[Path], store: Path) -> 
     """Training img/s per feed, measured in `args.rounds` rounds of (synthetic, (b), (a)) blocks
     so that load changes on a shared machine hit all three alike; each block starts its loader
     afresh (no batches prefetched during another block). Reports medians over rounds."""
-    from alexnet.models import create_model
-
     kw = {
         "model_name": args.model,
         "batch_size": args.batch_size,

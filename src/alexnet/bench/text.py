@@ -7,27 +7,23 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def format_results(r: dict) -> str:
-    """Tables: machine, matmul ceiling, LRN, training, inference, loaders, targets."""
-    m, lines = r["machine"], []
-    lines.append(
-        f"machine: {m['cpu']} | flags {','.join(m['cpu_flags']) or '-'} | {m['threads']} threads"
-        f" | allocator {m['allocator']} | LRN {m['lrn_backend']} | best precision "
-        f"{m['best_precision']} | torch {m['torch']} | load {m['load_avg'][0]:.2f} -> "
-        f"{m.get('load_avg_end', m['load_avg'])[0]:.2f} | photos {m.get('photos', '?')}"
-    )
-    mm, st = r["matmul_gflops"], r["settings"]
-    lines.append(
-        "matmul ceiling: "
-        + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in mm.items())
-        + ("" if "bf16" in mm else " (bf16 not timed: no fast bf16 here; --all-precisions)")
-    )
+def _machine(r: dict) -> list[str]:
+    m, st = r["machine"], r["settings"]
     size = f"input {st['input_size']} px" if st.get("input_size") else "each model's own input"
-    runs = f"{st['repeats']} repeat{'s' if st['repeats'] != 1 else ''}"
-    lines.append(f"sizes: batch {st['batch']}, {runs} per row (median), {size}")
-    lines.append(
-        "\nLRN forward+backward (channels_last)   fused ms   nn ms  floor ms  x floor  x nn"
-    )
+    runs = f"{st['repeats']} round{'s' if st['repeats'] != 1 else ''}"
+    return [
+        f"machine: {m['cpu']} ({m['cpu_kind']}) | flags {','.join(m['cpu_flags']) or '-'} | "
+        f"{m['threads']} threads | allocator {m['allocator']} | LRN {m['lrn_backend']} | best "
+        f"precision {m['best_precision']} | torch {m['torch']} | load {m['load_avg'][0]:.2f} -> "
+        f"{m.get('load_avg_end', m['load_avg'])[0]:.2f} | photos {m.get('photos', '?')}",
+        f"sizes: batch {st['batch']}, {runs} per table, interleaved (one call of each side per "
+        f"round; medians, ratios paired by round), {size}, ceiling: "
+        f"{st['matmul_n']}^3 matmul",
+    ]
+
+
+def _lrn(r: dict) -> list[str]:
+    lines = ["\nLRN forward+backward (channels_last)   fused ms   nn ms  floor ms  x floor  x nn"]
     for row in r["lrn"]:
         shape = "x".join(map(str, row["shape"]))
         x_floor = (
@@ -39,51 +35,62 @@ def format_results(r: dict) -> str:
             f"  {row['layer']} {row['precision']} {shape:<18}      {row['fused_ms']:8.1f} "
             f"{row['nn_ms']:7.1f} {row['floor_ms']:9.1f} {x_floor}"
         )
-    lines.append(
-        f"\ntraining, batch {st['batch']}, median of {st['repeats']}, {size:<22} img/s  "
-        "GFLOP/s  x base  of ceiling"
-    )
-    skipped = [row for row in r["train"] if "skipped" in row]
-    if skipped:
-        lines.append(f"  ({len(skipped)} bf16 rows not run: {skipped[0]['skipped']})")
-    for row in r["train"]:
-        if "skipped" in row:
-            continue
+    return lines
+
+
+def _table(title: str, table: dict, latency: bool) -> list[str]:
+    head = "latency ms" if latency else "     img/s"
+    lines = [
+        f"\n{title}: ceiling {table['ceiling_gflops']:.0f} GFLOP/s",
+        f"  {'':<48} {head}  GFLOP/s  of ceiling  x naive  x owt",
+    ]
+    for row in table["rows"]:
+        value = row["latency_ms"] if latency else row["img_s"]
+        share = 100 * row["of_ceiling"]
         lines.append(
-            f"  {row['label']:<40} {row['img_s']:7.1f} {row['gflops']:8.1f} "
-            f"{row['x_baseline']:7.2f} {100 * row['of_ceiling']:9.1f}%"
+            f"  {row['label']:<48} {value:10.1f} {row['gflops']:8.1f} {share:10.1f}%"
+            f" {_fmt(row.get('x_naive'), '8.2f')} {_fmt(row.get('x_owt'), '6.2f')}"
         )
+    lay = table["layout"]
     lines.append(
-        f"  LRN share of the alexnet step (profiled): {100 * r['lrn_share']:.1f}%"
-        f"; fused vs nn.LocalResponseNorm net: x{_fmt(r.get('lrn_gain'), '.2f')}"
+        f"  layout: channels_last x{lay['channels_last_x_nchw']:.2f} NCHW (faster in "
+        f"{lay['channels_last_wins']} rounds); the rule picks {lay['chosen']} ({lay['reason']})"
     )
-    lines.append(f"\ninference (alexnet, {size})   batch  latency ms   img/s")
-    for row in r["infer"]:
+    if "lrn_gain" in table:
         lines.append(
-            f"  {row['precision']:<26} {row['batch']:5d} {row['latency_ms']:11.1f} "
-            f"{row['img_s']:7.1f}"
+            f"  fused LRN vs nn.LocalResponseNorm in the same net: x{table['lrn_gain']:.2f}"
         )
+    return lines
+
+
+def format_results(r: dict) -> str:
+    """Tables: machine, LRN, training, data, inference, targets (and the profile)."""
+    lines = _machine(r) + _lrn(r)
+    for t in r["train"]:
+        lines += _table(f"training step ({t['precision']}, batch {t['batch']})", t, False)
+    d = r["data"]
+    lines.append(f"\ntraining step ({d['precision']}) fed in-process     img/s  of synthetic")
+    for row in d["rows"]:
+        lines.append(f"  {row['label']:<38} {row['img_s']:7.1f} {100 * row['of_synthetic']:8.0f}%")
     lines.append(
-        "\nloaders alone, per core: "
-        + ", ".join(f"{k} {v:.0f} img/s" for k, v in r["loader_img_s_per_core"].items())
+        "  loaders alone, per core: "
+        + ", ".join(f"{k} {v:.0f} img/s" for k, v in d["loader_img_s_per_core"].items())
     )
-    if "gpu" in r:
-        g = r["gpu"]
-        lines.append(
-            f"\nGPU ({m['cuda']}): matmul fp32 {g['matmul_gflops']['fp32']:.0f}, "
-            f"bf16 {g['matmul_gflops']['bf16']:.0f} GFLOP/s"
-        )
-        for row in g["train"]:
-            lines.append(f"  {row['label']:<40} {row['img_s']:7.1f} img/s {row['gflops']:8.1f}")
-        for row in g["infer"]:
-            lines.append(
-                f"  inference {row['precision']} batch {row['batch']}: "
-                f"{row['latency_ms']:.2f} ms, {row['img_s']:.0f} img/s"
-            )
-    lines.append("\nspeed targets (set for bf16 on a CPU with AMX)")
+    for precision, shares in r["step_shares"].items():
+        parts = ", ".join(f"{kind} {100 * v:.0f}%" for kind, v in shares.items())
+        lines.append(f"  one alexnet {precision} step, profiled (own time): {parts}")
+    for t in r["infer"]:
+        lines += _table(f"inference ({t['precision']}, batch {t['batch']})", t, t["batch"] == 1)
+    for key, tables in r.get("gpu", {}).items():
+        for t in tables:
+            title = f"GPU {r['machine']['cuda']} {key} ({t['precision']}, batch {t['batch']})"
+            lines += _table(title, t, key == "infer" and t["batch"] == 1)
+    lines.append(
+        "\ntargets (the fp32 step's bar against the limit; the rest set for bf16 on a CPU with AMX)"
+    )
     for t in r["targets"]:
         mark = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
         lines.append(f"  {t['target']:<52} {_fmt(t['value'], '.3g'):>8} {t['goal']:<8} {mark}")
-    if "profile" in r:
-        lines.append("\nprofile of one alexnet training step\n" + r["profile"])
+    for precision, table in r.get("profile", {}).items():
+        lines.append(f"\nprofile of one alexnet training step, {precision}\n{table}")
     return "\n".join(lines)

@@ -37,21 +37,48 @@ def median_seconds(
     return statistics.median(times)
 
 
-def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
-    """FLOPs (2 per multiply-add) of the convolutions and linear layers in one forward of `x`.
+def interleaved(
+    sides: dict[str, Callable[[], object]],
+    *,
+    rounds: int,
+    warmup: int = 1,
+    device: torch.device = "cpu",
+) -> dict[str, list[float]]:
+    """Seconds of one call of each side, per round: every round calls each side once, in turn,
+    so a machine that slows down or speeds up (a shared one drifts by 20% in minutes) slows
+    every side of that round alike, and per-round ratios cancel the drift."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    for fn in sides.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
 
-    These are all but a fraction of a percent of AlexNet's arithmetic; a training step costs
-    about 3x (backward computes the input gradient and the weight gradient, each as large).
-    """
-    total = 0
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """The median over rounds of numerator / denominator (paired, round by round)."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
+
+
+def layer_flops(model: nn.Module, x: torch.Tensor) -> list[int]:
+    """FLOPs (2 per multiply-add) of each convolution and linear layer in one forward of `x`,
+    in the order they run. These are all but a fraction of a percent of AlexNet's arithmetic."""
+    counts: list[int] = []
 
     def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
         if isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
-            total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+            counts.append(2 * output.numel() * (module.in_channels // module.groups) * kh * kw)
         elif isinstance(module, nn.Linear):
-            total += 2 * output.numel() * module.in_features
+            counts.append(2 * output.numel() * module.in_features)
 
     hooks = [m.register_forward_hook(count) for m in model.modules()]
     try:
@@ -60,4 +87,17 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
     finally:
         for hook in hooks:
             hook.remove()
-    return total
+    return counts
+
+
+def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of the convolutions and linear layers in one forward of `x`."""
+    return sum(layer_flops(model, x))
+
+
+def train_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one training step on `x`: the forward, then in the backward each layer's weight
+    gradient (as large as its forward) and input gradient (as large again), except the first
+    layer's: the images need no gradient. 3x the forward, less the first layer's once."""
+    counts = layer_flops(model, x)
+    return 3 * sum(counts) - (counts[0] if counts else 0)

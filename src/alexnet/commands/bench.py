@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
+from alexnet import runtime
+from alexnet.bench.run import QUICK, Settings, run_bench
+from alexnet.bench.text import format_results
 from alexnet.commands.errors import user_errors
+from alexnet.commands.predict import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,12 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny sizes (batch 2, 1 repeat, a 99-px input): a smoke run, not a measurement",
+        help="tiny sizes (batch 2, 1 round, a 99-px input): a smoke run, not a measurement",
     )
-    from alexnet.commands.predict import positive_int
-
     parser.add_argument("--batch", type=positive_int, help="training batch size (default 128)")
-    parser.add_argument("--repeats", type=positive_int, help="timed repeats per row (default 5)")
+    parser.add_argument(
+        "--repeats", type=positive_int, help="interleaved rounds per table (default 5)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: one per CPU)")
     parser.add_argument(
         "--all-precisions",
@@ -32,12 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @user_errors("bench")
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from alexnet import runtime
-    from alexnet.bench.run import QUICK, Settings, run_bench
-    from alexnet.bench.text import format_results
-
     settings = QUICK if args.quick else Settings()
     for name in ("batch", "repeats"):
         value = getattr(args, name)

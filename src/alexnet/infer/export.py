@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from alexnet.data.preset import Preprocess, center_crop
+from alexnet.models.lrn import with_reference_lrn
 from alexnet.models.weights_file import save_weights
 
 FORMATS = ("onnx", "safetensors", "torchscript", "torchvision")
@@ -37,33 +38,9 @@ def example_input(model: nn.Module, batch: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=g) * 60.0
 
 
-class TraceableLRN(nn.Module):
-    """LRN per tower from `nn.LocalResponseNorm` (same convention, section 3.3), which both
-    exporters translate; used in place of the kernel-backed `alexnet.models.lrn` module."""
-
-    def __init__(self, size: int, alpha: float, beta: float, k: float, groups: int) -> None:
-        super().__init__()
-        self.groups = groups
-        self.norm = nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.groups == 1:
-            return self.norm(x)
-        return torch.cat([self.norm(t) for t in x.chunk(self.groups, dim=1)], dim=1)
-
-
 def traceable(model: nn.Module) -> nn.Module:
-    """A CPU eval-mode copy of `model` with every kernel-backed LRN swapped for TraceableLRN."""
-    from alexnet.models.lrn import LocalResponseNorm
-
-    model = copy.deepcopy(model).eval().cpu()
-    for name, module in list(model.named_modules()):
-        if isinstance(module, LocalResponseNorm):
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name)
-            lrn = TraceableLRN(module.size, module.alpha, module.beta, module.k, module.groups)
-            setattr(parent, child, lrn)
-    return model
+    """A CPU eval-mode copy of `model` with every kernel-backed LRN swapped for ReferenceLRN."""
+    return with_reference_lrn(copy.deepcopy(model).eval().cpu())
 
 
 @torch.inference_mode()

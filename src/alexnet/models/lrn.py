@@ -304,3 +304,32 @@ class LocalResponseNorm(nn.Module):
     def extra_repr(self) -> str:
         groups = f", groups={self.groups}" if self.groups != 1 else ""
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}{groups}"
+
+
+class ReferenceLRN(nn.Module):
+    """The same LRN from `nn.LocalResponseNorm` (one tower at a time), the formula every tracer
+    and exporter knows; bf16 input is computed in float32 (nn's has no bf16 CPU kernel)."""
+
+    def __init__(self, size: int, alpha: float, beta: float, k: float, groups: int = 1) -> None:
+        super().__init__()
+        self.groups = groups
+        self.norm = nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+            return self.forward(x.float()).to(x.dtype)
+        if self.groups == 1:
+            return self.norm(x)
+        return torch.cat([self.norm(t) for t in x.chunk(self.groups, dim=1)], dim=1)
+
+
+def with_reference_lrn(model: nn.Module) -> nn.Module:
+    """`model` itself, every fused LocalResponseNorm in it replaced (in place) by a ReferenceLRN
+    with the same arguments: for ONNX / TorchScript export (the kernel is opaque to tracers) and
+    to measure what the fused kernel gains."""
+    for name, module in list(model.named_modules()):
+        if name and isinstance(module, LocalResponseNorm):
+            parent_name, _, child = name.rpartition(".")
+            ref = ReferenceLRN(module.size, module.alpha, module.beta, module.k, module.groups)
+            setattr(model.get_submodule(parent_name), child, ref)
+    return model

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from alexnet.runtime import MEMORY_FORMATS
+
 SCHEDULES = ("plateau", "step", "constant", "cosine")
 # `reinit: torch` re-draws every conv/linear layer with PyTorch's defaults (kaiming-uniform,
 # a=sqrt(5), fan-in scaled biases) before training. Measured on the Fashion-MNIST default: the
@@ -67,6 +69,7 @@ class TrainConfig:
     out: str = ""  # run dir (default: runs/<model>-<data>-<time>)
     precision: str = "auto"  # fp32 | bf16 | auto (the runtime's best for the device)
     device: str = "auto"  # auto: cuda when available, else cpu
+    memory_format: str = "auto"  # nchw | channels_last | auto (measured per CPU kind and job)
     towers: str = ""  # "DEV0,DEV1": the paper's two-GPU model parallelism (section 3.2)
     threads: int = 0  # torch intra-op threads (0: one per available CPU)
     ckpt_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
@@ -180,6 +183,10 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"reinit {config.reinit!r} is not one of {REINITS}")
     if config.precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision {config.precision!r} is not one of auto, fp32, bf16")
+    if config.memory_format not in MEMORY_FORMATS:
+        raise ValueError(
+            f"memory_format {config.memory_format!r} is not one of {', '.join(MEMORY_FORMATS)}"
+        )
     if not 0.0 <= config.val_split < 1.0:
         raise ValueError(f"val_split {config.val_split} must be in [0, 1)")
     for name in ("epochs", "batch_size", "image_size", "step_epochs"):

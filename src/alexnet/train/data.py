@@ -173,7 +173,7 @@ def build_model(
         data.input_device = core.devices[0]
         model: nn.Module = core
     else:
-        core = model = prepare_model(core, device, precision)
+        core = model = prepare_model(core, device, precision, config.memory_format)
     if ctx.enabled:
         ids = [device.index] if device.type == "cuda" and not config.towers else None
         model = DistributedDataParallel(model, device_ids=ids)

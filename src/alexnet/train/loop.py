@@ -130,7 +130,7 @@ class Trainer:
         self._rise_warned = False
         self._interrupt = _InterruptFlag()
         self._stop = False  # an interrupt every rank has seen (reduced with the loss)
-        self.memory_format = memory_format(device, precision)
+        self.memory_format = memory_format(device, precision, config.memory_format)
 
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from alexnet.fileio import atomic_write_text
 from alexnet.models import create_model
 from alexnet.models.transfer import Transfer
 from alexnet.models.weights_file import save_weights
-from alexnet.runtime import best_precision, configure_threads
+from alexnet.runtime import best_precision, choose_layout, configure_threads
 from alexnet.train.checkpoint import check_resumable, load_checkpoint, resolve_checkpoint
 from alexnet.train.config import TrainConfig, config_to_dict, make_config
 from alexnet.train.data import build_loaders, build_model
@@ -245,6 +245,12 @@ def _train(
 ) -> dict[str, Any]:
     configure_threads(config.threads or None)
     precision = best_precision(device) if config.precision == "auto" else config.precision
+    layout = choose_layout(device, precision, "train", config.memory_format)
+    recipe = {**config.recipe, "memory_format": layout.reason}  # config.yaml says why
+    config = make_config(
+        config_to_dict(config),
+        {"memory_format": layout.name, "recipe": recipe, "quiet": config.quiet},
+    )
     init = load_source(config.init_from) if config.init_from else None
     if init is not None:  # the source decides the net, and (its preset) the image sizes
         config = fine_tune_config(config, init)
@@ -287,6 +293,7 @@ def _train(
                 f"resuming at step {step} (epoch {trainer.progress.epoch + 1}); {describe(config)}"
             )
         print(f"run dir {run_dir}; {config.model} on {config.data}, {precision}, {device}")
+        print(f"memory format {layout.name}: {layout.reason}")
         if transfer is not None:
             print(describe_init(config, transfer, stats is not None))
     trainer.fit(resume_step=None if ckpt is None else trainer.progress.step, stop=stop)
