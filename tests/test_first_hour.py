@@ -342,6 +342,7 @@ def test_bench_tables_say_the_sizes_and_not_noise():
     results = {
         "machine": {
             "cpu": "x",
+            "cpu_kind": "avx2",
             "cpu_flags": [],
             "threads": 2,
             "allocator": "-",
@@ -352,26 +353,25 @@ def test_bench_tables_say_the_sizes_and_not_noise():
             "load_avg": [0.0],
             "photos": "procedural",
         },
-        "settings": {"batch": QUICK.batch, "repeats": QUICK.repeats, "input_size": 99},
-        "matmul_gflops": {"fp32": 10.0},
+        "settings": {
+            "batch": QUICK.batch, "repeats": QUICK.repeats, "input_size": 99, "matmul_n": 128,
+        },
         "lrn": [lrn],
-        "train": [{"label": "alexnet bf16", "precision": "bf16", "skipped": "no fast bf16 here"}],
-        "lrn_share": 0.1,
+        "train": [],
+        "data": {"precision": "fp32", "rows": [], "loader_img_s_per_core": {}},
+        "step_shares": {},
         "infer": [],
-        "loader_img_s_per_core": {},
         "targets": [],
-    }
+    }  # fmt: skip
     text = format_results(results)
-    assert "batch 2, 1 repeat per row (median), input 99 px" in text
+    assert "batch 2, 1 round per table" in text and "input 99 px" in text
     assert "below resolution" in text and "0.46" not in text
-    assert "issue" not in text and "bf16 not timed" in text and "1 bf16 rows not run" in text
+    assert "issue" not in text
     help_text = subprocess.run(
         [sys.executable, "-m", "alexnet", "bench", "--help"], capture_output=True, text=True,
         env={"PYTHONPATH": SRC, "COLUMNS": "200"}, check=True,
     ).stdout  # fmt: skip
-    assert (
-        f"batch {QUICK.batch}, {QUICK.repeats} repeat, a {QUICK.input_size}-px input" in help_text
-    )
+    assert f"batch {QUICK.batch}, {QUICK.repeats} round, a {QUICK.input_size}-px input" in help_text
     assert not QUICK.all_precisions
 
 
