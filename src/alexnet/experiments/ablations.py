@@ -171,7 +171,10 @@ def run(ctx: Context) -> dict[str, Any]:
             "without the regulariser fits it almost perfectly; a small-data analogue of an "
             "ImageNet result, not the paper's experiment."
         )
-        info["title"] = f"{ctx.name} in the overfitting regime: {data_text.split(';')[0]}"
+        train_n = 10 * int(ctx.options["train_per_class"])
+        info["title"] = (
+            f"{ctx.name}, overfitting regime: {train_n:,} CIFAR-10 images, alexnet at {INPUT}"
+        )
         names = {arm: arm_run_name(config) for arm, config in arms.items()}
         runs = Path(ctx.options.get("runs") or ctx.out / "runs")
         return run_comparison(ctx, base, arms, epochs, info, runs=runs, run_names=names)
