@@ -552,3 +552,27 @@ def test_sigkill_during_prepare_leaves_no_orphan_and_no_lock(tmp_path):
     assert done.returncode == 0, done.stderr
     assert set(find_splits(out)) == {"train", "val"} and not list(out.glob(".*tmp-*"))
     assert "Traceback" not in (tmp_path / "first.err").read_text()
+
+
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        (lambda meta: "{not json", "not JSON"),
+        (lambda meta: "[1, 2]", "not a JSON object"),
+        (lambda meta: json.dumps({k: v for k, v in meta.items() if k != "classes"}), "'classes'"),
+        (lambda meta: json.dumps({**meta, "image_size": "16"}), "'image_size'"),
+    ],
+)
+def test_a_damaged_meta_json_is_one_line_naming_the_file(tmp_path, capsys, damage, named):
+    from alexnet.cli import main
+    from alexnet.data.prepare import prepare
+
+    out = tmp_path / "out"
+    prepare(_folder(tmp_path / "src"), out, size=16, quiet=True, workers=1)
+    meta_path = out / "train" / "meta.json"
+    meta_path.write_text(damage(json.loads(meta_path.read_text())))
+    code = main(["train", "--data", str(out), "--max-steps", "1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(meta_path) in err and named in err and "prepare it again" in err
+    assert "Traceback" not in err

@@ -42,6 +42,7 @@ from alexnet.data.store import (
     choose_encoding,
     is_complete,
     printable_name,
+    read_meta,
     store_version,
 )
 from alexnet.paths import write_atomic
@@ -386,7 +387,7 @@ def _prepare_locked(
     for name in names:
         final = out / name
         if is_complete(final) and _same_settings(final, settings):
-            meta = json.loads((final / "meta.json").read_text())
+            meta = read_meta(final / "meta.json")
             rows = read_rejects(final / "rejects.tsv")
             counts = {
                 "seen": meta["count"] + len(rows),

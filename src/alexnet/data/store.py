@@ -151,6 +151,33 @@ class Store(Protocol):
         """Drop what the reads mapped (the loader calls it after each batch: bounded RSS)."""
 
 
+# The fields every store's meta.json holds, with their types (a damaged or hand-edited file is
+# named with the field it lacks, instead of failing later with a bare KeyError)
+META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "count": int, "classes": list, "image_size": int, "channels": int, "encoding": str,
+}  # fmt: skip
+
+
+def read_meta(path: Path) -> dict:
+    """A store's meta.json as a dict, or a ValueError naming the file and what is wrong."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path}: not JSON ({err}): the store is damaged, prepare it again"
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: not a JSON object: the store is damaged, prepare it again")
+    if meta.get("format") == FORMAT and meta.get("version") == VERSION:
+        for key, kind in META_FIELDS.items():
+            if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+                raise ValueError(
+                    f"{path}: {key!r} is missing or not {getattr(kind, '__name__', kind)}: "
+                    "the store is damaged, prepare it again"
+                )
+    return meta
+
+
 class ImageStore(Store):
     """Random access to one prepared split: `store[i] -> (uint8 HWC image, label)`.
 
@@ -167,7 +194,7 @@ class ImageStore(Store):
                 f"{self.path}: not a complete prepared store (no meta.json){hint}; "
                 "run `alexnet prepare SRC OUT` and open OUT/<split>"
             )
-        self.meta = json.loads((self.path / "meta.json").read_text())
+        self.meta = read_meta(self.path / "meta.json")
         if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
             raise ValueError(
                 f"{self.path}: store format {self.meta.get('format')} version "

@@ -23,13 +23,13 @@ misspelt model or option fails before any data is prepared.
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from alexnet.data.sources import resolve
+from alexnet.data.store import read_meta
 from alexnet.models import create_model, list_models, model_defaults
 from alexnet.train.config import (
     EMBEDDED_DEFAULT,
@@ -59,7 +59,7 @@ def data_side(spec: str) -> tuple[int, bool, str]:
         for split in ("train", "val", "test"):
             meta = path / split / "meta.json"
             if meta.is_file():
-                side = int(json.loads(meta.read_text())["image_size"])
+                side = int(read_meta(meta)["image_size"])
                 return side, True, f"{spec} is prepared at {side} px"
     source = resolve(spec)
     split = source.splits.get("train") or next(iter(source.splits.values()))
