@@ -67,6 +67,54 @@ def test_held_out_zip_splits_train_per_class_and_drops_test(tmp_path: Path) -> N
     assert all(v == f"train{n.split('/')[1]}{int(n[-8:-4])}".encode() for n, v in contents.items())
 
 
+def test_held_out_zip_reduces_train_keeps_test_and_refuses_counts_that_do_not_fit(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        for split, per_class in (("train", 20), ("test", 5)):
+            for cls in ("cat", "dog"):
+                for i in range(per_class):
+                    zf.writestr(f"c10/{split}/{cls}/{i:04d}.jpg", f"{split}{cls}{i}".encode())
+    out = held_out_zip(
+        src, tmp_path / "reduced.zip", val_per_class=3, train_per_class=6, keep_test=True
+    )
+    with zipfile.ZipFile(out) as zf:
+        contents = {n: zf.read(n) for n in zf.namelist()}
+    for cls in ("cat", "dog"):
+        val = {n.rsplit("/", 1)[1] for n in contents if n.startswith(f"val/{cls}/")}
+        train = {n.rsplit("/", 1)[1] for n in contents if n.startswith(f"train/{cls}/")}
+        test = {n.rsplit("/", 1)[1] for n in contents if n.startswith(f"test/{cls}/")}
+        assert len(val) == 3 and len(train) == 6 and not val & train  # disjoint, stratified
+        assert test == {f"{i:04d}.jpg" for i in range(5)}  # the whole test split
+    for name, data in contents.items():  # bytes unchanged, each from its own source split
+        split, cls, file = name.split("/")
+        source = "test" if split == "test" else "train"
+        assert data == f"{source}{cls}{int(file[:4])}".encode()
+    for val, train in ((-1, 5), (3, 0), (5, 16)):
+        with pytest.raises(ValueError, match="cannot hold out"):
+            held_out_zip(src, tmp_path / f"bad{val}{train}.zip", val_per_class=val,
+                         train_per_class=train)  # fmt: skip
+        assert not (tmp_path / f"bad{val}{train}.zip").exists()
+    assert not list(tmp_path.glob(".*tmp-*"))  # no partial zip left behind
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--train-per-class", "0"], "--train-per-class must be >= 1"),
+        (["--train-per-class", "5", "--val-per-class", "0"], "--val-per-class must be >= 1"),
+        (["--runs", "shared"], "go with --train-per-class"),
+    ],
+)
+def test_experiment_refuses_bad_overfit_options_before_preparing(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["experiment", "dropout", "--out", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
 def test_tower_gap_and_permutation_test() -> None:
     split = np.r_[np.full(48, 0.1), np.full(48, 0.9)]  # tower 1 grey, tower 2 colour
     assert tower_gap(split) == pytest.approx(0.8)

@@ -133,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
     for key in ("threads", "workers"):
         if getattr(ctx, key) < 0:
             raise ValueError(f"--{key} must be >= 0")
+    for key in ("train_per_class", "val_per_class"):
+        if key in ctx.options and ctx.options[key] < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= 1")
+    if "train_per_class" not in ctx.options and ctx.options.keys() & {"val_per_class", "runs"}:
+        raise ValueError("--val-per-class and --runs go with --train-per-class")
     ctx.log(f"{ctx.command}")
     if ctx.smoke:
         ctx.log(ctx.smoke_text(""))

@@ -131,37 +131,41 @@ def held_out_zip(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     rng = np.random.default_rng(seed)
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zout:
-        by_class: dict[str, list[str]] = {}
-        tests: list[str] = []
-        for name in zin.namelist():
-            parts = name.split("/")
-            if len(parts) >= 3 and not name.endswith("/"):
-                if parts[-3] == "train":
-                    by_class.setdefault(parts[-2], []).append(name)
-                elif parts[-3] == "test":
-                    tests.append(name)
-        if not by_class:
-            raise ValueError(f"{source}: no train/<class>/<file> members to hold out from")
-        for cls in sorted(by_class):
-            names = sorted(by_class[cls])
-            n_val = round(len(names) * fraction) if val_per_class is None else val_per_class
-            n_train = len(names) - n_val if train_per_class is None else train_per_class
-            if n_val + n_train > len(names):
-                raise ValueError(
-                    f"{source}: class {cls} has {len(names)} training images, fewer than "
-                    f"{n_val} val + {n_train} train"
-                )
-            order = rng.permutation(len(names)).tolist()
-            split = {i: "val" for i in order[:n_val]}
-            split.update({i: "train" for i in order[n_val : n_val + n_train]})
-            for i, name in enumerate(names):
-                if i in split:
-                    zout.writestr(f"{split[i]}/{cls}/{name.rsplit('/', 1)[1]}", zin.read(name))
-        if keep_test:
-            for name in sorted(tests):
+    try:
+        with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zout:
+            by_class: dict[str, list[str]] = {}
+            tests: list[str] = []
+            for name in zin.namelist():
                 parts = name.split("/")
-                zout.writestr(f"test/{parts[-2]}/{parts[-1]}", zin.read(name))
+                if len(parts) >= 3 and not name.endswith("/"):
+                    if parts[-3] == "train":
+                        by_class.setdefault(parts[-2], []).append(name)
+                    elif parts[-3] == "test":
+                        tests.append(name)
+            if not by_class:
+                raise ValueError(f"{source}: no train/<class>/<file> members to hold out from")
+            for cls in sorted(by_class):
+                names = sorted(by_class[cls])
+                n_val = round(len(names) * fraction) if val_per_class is None else val_per_class
+                n_train = len(names) - n_val if train_per_class is None else train_per_class
+                if n_val < 0 or n_train < 1 or n_val + n_train > len(names):
+                    raise ValueError(
+                        f"{source}: class {cls} has {len(names)} training images; cannot hold out "
+                        f"{n_val} val and keep {n_train} train (val >= 0, train >= 1, both fitting)"
+                    )
+                order = rng.permutation(len(names)).tolist()
+                split = {i: "val" for i in order[:n_val]}
+                split.update({i: "train" for i in order[n_val : n_val + n_train]})
+                for i, name in enumerate(names):
+                    if i in split:
+                        zout.writestr(f"{split[i]}/{cls}/{name.rsplit('/', 1)[1]}", zin.read(name))
+            if keep_test:
+                for name in sorted(tests):
+                    parts = name.split("/")
+                    zout.writestr(f"test/{parts[-2]}/{parts[-1]}", zin.read(name))
+    except BaseException:  # a refused count or a full disk leaves no partial zip
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(dest)
     return dest
 
