@@ -47,13 +47,18 @@ def test_merged_layers_merge_model_options_key_by_key() -> None:
     assert out["lr"] == 0.02 and base["model_options"] == {"input_size": 67, "init": "kaiming"}
 
 
-def test_held_out_zip_splits_train_per_class_and_drops_test(tmp_path: Path) -> None:
-    src = tmp_path / "src.zip"
-    with zipfile.ZipFile(src, "w") as zf:
+def _cifar_like_zip(path: Path) -> Path:
+    """c10/<split>/<class>/<file>: 20 train and 5 test files per class, each holding its name."""
+    with zipfile.ZipFile(path, "w") as zf:
         for split, per_class in (("train", 20), ("test", 5)):
             for cls in ("cat", "dog"):
                 for i in range(per_class):
                     zf.writestr(f"c10/{split}/{cls}/{i:04d}.jpg", f"{split}{cls}{i}".encode())
+    return path
+
+
+def test_held_out_zip_splits_train_per_class_and_drops_test(tmp_path: Path) -> None:
+    src = _cifar_like_zip(tmp_path / "src.zip")
     out = held_out_zip(src, tmp_path / "held.zip", fraction=0.25, seed=3)
     with zipfile.ZipFile(out) as zf:
         names = zf.namelist()
@@ -70,12 +75,7 @@ def test_held_out_zip_splits_train_per_class_and_drops_test(tmp_path: Path) -> N
 def test_held_out_zip_reduces_train_keeps_test_and_refuses_counts_that_do_not_fit(
     tmp_path: Path,
 ) -> None:
-    src = tmp_path / "src.zip"
-    with zipfile.ZipFile(src, "w") as zf:
-        for split, per_class in (("train", 20), ("test", 5)):
-            for cls in ("cat", "dog"):
-                for i in range(per_class):
-                    zf.writestr(f"c10/{split}/{cls}/{i:04d}.jpg", f"{split}{cls}{i}".encode())
+    src = _cifar_like_zip(tmp_path / "src.zip")
     out = held_out_zip(
         src, tmp_path / "reduced.zip", val_per_class=3, train_per_class=6, keep_test=True
     )
