@@ -176,7 +176,7 @@ def test_a_deadline_leaves_both_arms_of_a_seed_at_the_same_epoch(tmp_path: Path)
     from alexnet.experiments.compare import lagging, run_comparison
 
     data = str(prepared("synthetic:64:32:10", 32))
-    base = {**lrn.base_layer(data, 3, 0.01), "batch_size": 32}
+    base = {**lrn.base_layer(data, 0.01, "fp32"), "batch_size": 32}
     # the deadline of an earlier invocation stopped one arm after two epochs, the other after one
     ahead = fit(
         merged(base, lrn.ARMS["with LRN"], {"seed": 0}), tmp_path / "runs/with-LRN-seed0", 2

@@ -296,16 +296,20 @@ def test_initialisation(name: str, stds: list[float], biases: list[float]) -> No
         assert torch.all(b == bias), layer
 
 
-def test_kaiming_initialisation() -> None:
-    """He et al. 2015: std sqrt(2 / fan_in) (fan_in: one tower's maps); fc8 sqrt(1 / fan_in)."""
+@pytest.mark.parametrize("init", ["kaiming", "kaiming_paper_conv1"])
+def test_kaiming_initialisation(init: str) -> None:
+    """He et al. 2015: std sqrt(2 / fan_in) (fan_in: one tower's maps); fc8 sqrt(1 / fan_in);
+    "kaiming_paper_conv1" puts conv1 at the paper's N(0, 0.01) and leaves the rest Kaiming."""
     torch.manual_seed(0)
-    model = create_model("alexnet", init="kaiming")
+    model = create_model("alexnet", init=init)
     fan_in = {
         "conv1": 3 * 11 * 11, "conv2": 48 * 5 * 5, "conv3": 256 * 3 * 3, "conv4": 192 * 3 * 3,
         "conv5": 192 * 3 * 3, "fc6": 9216, "fc7": 4096, "fc8": 4096,
     }  # fmt: skip
     for layer, fan in fan_in.items():
         std = (1 if layer == "fc8" else 2) ** 0.5 / fan**0.5
+        if init == "kaiming_paper_conv1" and layer == "conv1":
+            std = 0.01
         assert abs(getattr(model, layer).weight.double().std().item() - std) < 0.03 * std, layer
         assert torch.all(getattr(model, layer).bias == 0), layer
 

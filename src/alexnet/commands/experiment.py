@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=["fp32", "bf16", "auto"],
-        help="pooling, dropout, colour, towers: training precision (default fp32)",
+        help="lrn, pooling, dropout, colour, towers: training precision (default fp32)",
     )
     parser.add_argument("--docs", default="docs", help="page: the docs directory")
 
