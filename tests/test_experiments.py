@@ -18,7 +18,7 @@ from alexnet.experiments import EXPERIMENTS
 from alexnet.experiments.common import fit, held_out_zip, merged, summary
 from alexnet.experiments.fig1 import epochs_to
 from alexnet.experiments.results_page import publish
-from alexnet.experiments.towers import permutation_p, tower_gap
+from alexnet.experiments.towers import measure, permutation_p, tower_gap
 
 
 def test_epochs_to_interpolates_between_epoch_ends() -> None:
@@ -122,6 +122,28 @@ def test_tower_gap_and_permutation_test() -> None:
     mixed = np.tile([0.1, 0.9], 48)  # both towers hold the same values: no gap at all
     assert tower_gap(mixed) == pytest.approx(0.0)
     assert permutation_p(mixed, permutations=200) == 1.0
+
+
+def test_towers_measure_finds_the_start_a_run_drew(tmp_path: Path) -> None:
+    """The start the measure rebuilds is the run's own: trained with a vanishing lr and no
+    momentum or decay, conv1 ends where it began (cosine 1, learned part ~0); a wrong seed or
+    option would give an unrelated random start (cosine near 0)."""
+    from alexnet.experiments.common import prepared
+
+    data = str(prepared("synthetic:16:67:3", 67))
+    layer = {
+        "data": data, "image_size": 67, "model": "alexnet", "lr": 1e-12, "momentum": 0.0,
+        "weight_decay": 0.0, "batch_size": 8, "precision": "fp32", "seed": 3, "flip": False,
+        "model_options": {"input_size": 67, "init": "kaiming_paper_conv1"}, "threads": 1,
+    }  # fmt: skip
+    fit(layer, tmp_path / "run", epochs=1)
+    m = measure(tmp_path / "run", tmp_path / "kernels.png")
+    assert m["start_cosine"] == pytest.approx(1.0, abs=1e-9)
+    trained = fit({**layer, "lr": 0.05, "seed": 4}, tmp_path / "moved", epochs=2)
+    assert (
+        trained["records"]
+        and measure(tmp_path / "moved", tmp_path / "k2.png")["start_cosine"] < 1 - 1e-4
+    )
 
 
 def test_fit_stops_at_the_target_and_continues_a_stopped_run(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import yaml
 
 from alexnet.experiments.ablations import (
     INPUT,
@@ -35,6 +37,8 @@ from alexnet.experiments.common import (
     write_result,
 )
 from alexnet.experiments.compare import row
+from alexnet.models import create_model
+from alexnet.train.run import seed_everything
 from alexnet.train.weights import load_weights
 from alexnet.viz.kernels import colour_specificity, first_conv_weight, plot_kernels
 
@@ -59,11 +63,25 @@ def permutation_p(spec: np.ndarray, permutations: int = PERMUTATIONS, seed: int 
     return (hits + 1) / (permutations + 1)
 
 
-def measure(run_dir: Any, png: Any) -> dict[str, Any]:
-    """Tower means, gap and permutation p of a finished run's final conv1; the kernel grid PNG."""
+def initial_conv1(model: torch.nn.Module, seed: int) -> torch.Tensor:
+    """conv1's weights as a run of `model`'s name and options drew them with `seed`: training
+    seeds every generator and then builds the model (train.run), so the same draws come out
+    (tests/test_towers.py checks it against a run that trained with lr 0)."""
+    seed_everything(seed)
+    return first_conv_weight(create_model(model.model_name, **model.model_options))
+
+
+def measure(run_dir: Path, png: Path) -> dict[str, Any]:
+    """Tower means, gap and permutation p of a finished run's final conv1, how far conv1 has
+    moved from its random start (cosine) and the towers' means over the learned part alone
+    (final minus start); the kernel grid PNG."""
     model, _, _ = load_weights(run_dir / "checkpoints" / "last.pt")
-    spec = colour_specificity(first_conv_weight(model))
-    title = f"conv1 kernels after training (towers experiment, {Path(run_dir).name})"
+    final = first_conv_weight(model).detach().double()
+    seed = int(yaml.safe_load((run_dir / "config.yaml").read_text())["seed"])
+    start = initial_conv1(model, seed).detach().double()
+    spec = colour_specificity(final)
+    learned = np.split(colour_specificity(final - start), 2)
+    title = f"conv1 kernels after training (towers experiment, {run_dir.name})"
     plot_kernels(model, png, png.with_suffix(".json"), title=title)
     t1, t2 = np.split(spec, 2)
     return {
@@ -71,6 +89,9 @@ def measure(run_dir: Any, png: Any) -> dict[str, Any]:
         "tower2": float(t2.mean()),
         "gap": tower_gap(spec),
         "p": permutation_p(spec),
+        "start_cosine": float((final * start).sum() / (final.norm() * start.norm())),
+        "learned1": float(learned[0].mean()),
+        "learned2": float(learned[1].mean()),
     }
 
 
@@ -93,8 +114,11 @@ def run(ctx: Context) -> dict[str, Any]:
     results = fit_all(ctx, tasks)
     seeds = [measure(run_dirs[s], ctx.out / f"kernels-seed{s}.png") for s in range(ctx.seeds)]
     for s, m in enumerate(seeds):
-        ctx.log(f"seed {s}: tower means {m['tower1']:.3f} / {m['tower2']:.3f}, p {m['p']:.3f}")
-    keys = ("tower1", "tower2", "gap", "p")
+        ctx.log(
+            f"seed {s}: tower means {m['tower1']:.3f} / {m['tower2']:.3f}, p {m['p']:.3f}, "
+            f"cosine to the start {m['start_cosine']:.3f}"
+        )
+    keys = ("tower1", "tower2", "gap", "p", "start_cosine", "learned1", "learned2")
     numbers = {k: summary([m[k] for m in seeds]) for k in keys}
     rows = [
         row(
@@ -111,6 +135,9 @@ def run(ctx: Context) -> dict[str, Any]:
         ),
         row("gap between the towers", "large, every run", numbers["gap"], ""),
         row("permutation p of the gap (random 48/48 splits)", None, numbers["p"], ""),
+        row("conv1's cosine to its random start (1: untrained)", None, numbers["start_cosine"], ""),
+        row("learned part (final - start), tower 1", None, numbers["learned1"], ""),
+        row("learned part (final - start), tower 2", None, numbers["learned2"], ""),
     ]
     result = {
         "claim": "With two towers, one tower's conv1 kernels are largely colour-agnostic and the "
