@@ -145,6 +145,26 @@ def test_init_from_without_model_takes_the_sources_net(source) -> None:
     assert "dropout" not in config["model_options"]
 
 
+def test_asked_for_options_win_over_the_sources_and_another_model_is_refused(
+    source, capsys
+) -> None:
+    """--model-option by flag is kept (it used to be replaced by the source's silently); the
+    loaded layers still fit, since an activation changes no shape."""
+    root, run = source
+    out = root / "tanh"
+    assert fine_tune(root, run, out, "--max-steps", "1", "--model-option", "activation=tanh") == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model_options"]["activation"] == "tanh"
+    assert config["model_options"]["input_size"] == 12  # the rest is still the source's
+    capsys.readouterr()
+    other = root / "other-net"
+    assert main(["train", "--data", str(root / "dst-data"), "--init-from", str(run),
+                 "--out", str(other), "--model", "alexnet", "--quiet"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--model alexnet" in err and "cifar_fig1" in err and len(err.strip().splitlines()) == 1
+    assert not (other / "checkpoints").exists()
+
+
 def test_fresh_layers_are_drawn_as_a_scratch_run_draws_them(source) -> None:
     root, run = source
     tuned, scratch = root / "same-seed-tuned", root / "same-seed-scratch"

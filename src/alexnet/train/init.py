@@ -2,12 +2,14 @@
 
 `--init-from` takes a registry name (`alexnet weights list`), a run directory, a checkpoint
 `.pt`, a weights `.safetensors` or a torchvision `.pth`. The run then uses the source's model
-and options; every layer that fits is loaded (models/transfer.py), the rest starts afresh (the
-classifier, unless the source's classes are the data's, names in order; conv1 for another
-channel count) and learns `new_layer_lr` times faster (Caffe's fine-tuning example: base lr
-0.001, the new fc8 x10); `--freeze LAYER` stops updates in every layer up to LAYER. Unless
-`--no-init-preset`, images are normalised as the source's preset says, at its stored and crop
-sizes, so the loaded layers see the inputs they were trained on.
+and options, with any `--model-option` given on the command line laid over them (e.g.
+`dropout=0.3`; a `--model` other than the source's is an error); every layer that fits is
+loaded (models/transfer.py), the rest starts afresh (the classifier, unless the source's
+classes are the data's, names in order; conv1 for another channel count) and learns
+`new_layer_lr` times faster (Caffe's fine-tuning example: base lr 0.001, the new fc8 x10);
+`--freeze LAYER` stops updates in every layer up to LAYER. Unless `--no-init-preset`, images
+are normalised as the source's preset says, at its stored and crop sizes, so the loaded layers
+see the inputs they were trained on.
 """
 
 from __future__ import annotations

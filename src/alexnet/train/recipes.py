@@ -131,6 +131,16 @@ def _recipe_for_data(
     return base, info
 
 
+def asked_net(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The model and options the user asked for by flag (--model, --model-option), which a
+    fine-tuning run keeps over the source's. A recipe's own (picked for the data, or a --config
+    file chosen for its training values) ask nothing: they are for the recipe's own net."""
+    return {
+        "model": overrides.get("model"),
+        "model_options": dict(overrides.get("model_options") or {}),
+    }
+
+
 def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """The config `alexnet train` runs (see the module docstring); raises ValueError /
     FileNotFoundError naming the problem before any expensive work."""
@@ -175,6 +185,7 @@ def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
         input_note = f"stored at {config.image_size} px, {crop}-px crops for the model"
     if config.init_from:  # alexnet.train.run.fine_tune_config: the source decides these
         input_note = f"the net, its input and the stored size follow --init-from {config.init_from}"
+        info["init_overrides"] = asked_net(overrides)
     info["input"] = input_note
     return make_config(config_to_dict(config), {"recipe": info, "quiet": config.quiet})
 

@@ -108,11 +108,18 @@ def eval_stats(pre: Any) -> Any:
 
 def fine_tune_config(config: TrainConfig, init: InitSource) -> TrainConfig:
     """The run's config with the source's model and options, and (unless `init_preset` is off)
-    its preset's stored size and normalisation."""
+    its preset's stored size and normalisation. Options the user asked for by name
+    (recipes.asked_net) win over the source's; a different model is an error."""
+    asked = config.recipe.get("init_overrides") or {}
+    if asked.get("model") and asked["model"] != init.model_name:
+        raise ValueError(
+            f"--model {asked['model']} with --init-from {init.spec}: the source is a "
+            f"{init.model_name}; drop --model (the source decides the net)"
+        )
     values = config_to_dict(config)
-    # replaced, not merged: the recipe's options (the small-image recipe's dropout and init) are
-    # for its own net, and the source's options name every keyword of its model
-    values["model_options"] = dict(init.model_options)
+    # the recipe's options (the small-image recipe's dropout and init) are for its own net, so
+    # only the asked-for ones are laid over the source's, which name every keyword of its model
+    values["model_options"] = {**init.model_options, **asked.get("model_options", {})}
     changes: dict[str, Any] = {"model": init.model_name}
     changes["quiet"] = config.quiet  # not in config_to_dict: how this process prints
     if config.init_preset:
