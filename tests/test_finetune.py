@@ -186,3 +186,22 @@ def test_a_refused_run_leaves_no_directory(source, capsys) -> None:
     kept.mkdir()  # a directory the user made is left as it was, lock file aside
     assert fine_tune(root, root / "nope", kept) == 2
     assert kept.is_dir() and [p.name for p in kept.iterdir()] in ([], [".lock"])
+
+
+@pytest.mark.parametrize(
+    ("init_from", "name"),
+    [
+        ("caffe-alexnet", "caffe-alexnet-tuned-flowers-"),
+        ("runs/cifar-a/checkpoints/best.pt", "cifar-a-tuned-flowers-"),
+        ("runs/cifar-a/", "cifar-a-tuned-flowers-"),
+        ("weights/net.safetensors", "net-tuned-flowers-"),
+        ("", "alexnet-flowers-"),
+    ],
+)
+def test_default_run_dir_names_the_source_of_a_fine_tuning_run(init_from, name) -> None:
+    """The recipe's model is not the net a fine-tuning run trains, so the name is the source's."""
+    from alexnet.train.config import make_config
+    from alexnet.train.run import default_run_dir
+
+    out = default_run_dir(make_config({"data": "photos/flowers/", "init_from": init_from}))
+    assert out.parent.name == "runs" and out.name.startswith(name)

@@ -157,9 +157,18 @@ def describe_init(config: TrainConfig, transfer: Transfer, with_preset: bool) ->
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    """runs/<model>-<data>-<UTC time>."""
+    """runs/<model>-<data>-<UTC time>; fine-tuning: runs/<source>-tuned-<data>-<UTC time>, since
+    the net is the source's (config.model is still the recipe's here, before the source loads)."""
     data = Path(config.data.rstrip("/")).name or "data"
-    return Path("runs") / f"{config.model}-{data}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    source = Path(config.init_from.rstrip("/"))
+    if source.parent.name == "checkpoints":  # a run's checkpoint: name the run
+        source = source.parent.parent
+    net = (
+        f"{source.stem if source.suffix else source.name}-tuned"
+        if config.init_from
+        else config.model
+    )
+    return Path("runs") / f"{net}-{data}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 def write_run_files(run_dir: Path, config: TrainConfig, command: list[str]) -> None:
