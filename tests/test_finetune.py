@@ -165,6 +165,20 @@ def test_asked_for_options_win_over_the_sources_and_another_model_is_refused(
     assert not (other / "checkpoints").exists()
 
 
+def test_smaller_images_than_the_sources_are_stored_at_their_own_size(source) -> None:
+    """The source's preset stores 16 px; 8-px images are not enlarged on prepare (a 256-px
+    preset would store CIFAR-10 at 12 GB) but fed whole and upscaled per batch to its input."""
+    root, run = source
+    out = root / "small-images"
+    assert main(["train", "--data", "synthetic:40:8:4", "--init-from", str(run),
+                 "--out", str(out), "--max-steps", "2", "--batch-size", "8", "--quiet",
+                 "--precision", "fp32"]) == 0  # fmt: skip
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["image_size"] == 8 and config["model_options"]["input_size"] == 12
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["preprocess"]["image_size"] == 8 and ckpt["preprocess"]["crop_size"] == 12
+
+
 def test_fresh_layers_are_drawn_as_a_scratch_run_draws_them(source) -> None:
     root, run = source
     tuned, scratch = root / "same-seed-tuned", root / "same-seed-scratch"

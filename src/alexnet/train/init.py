@@ -8,8 +8,9 @@ loaded (models/transfer.py), the rest starts afresh (the classifier, unless the 
 classes are the data's, names in order; conv1 for another channel count) and learns
 `new_layer_lr` times faster (Caffe's fine-tuning example: base lr 0.001, the new fc8 x10);
 `--freeze LAYER` stops updates in every layer up to LAYER. Unless `--no-init-preset`, images
-are normalised as the source's preset says, at its stored and crop sizes, so the loaded layers
-see the inputs they were trained on.
+are normalised as the source's preset says, at its stored and crop sizes (images smaller than
+its stored size are kept at theirs and enlarged per batch), so the loaded layers see the inputs
+they were trained on.
 """
 
 from __future__ import annotations

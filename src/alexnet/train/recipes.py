@@ -184,7 +184,10 @@ def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
     else:
         input_note = f"stored at {config.image_size} px, {crop}-px crops for the model"
     if config.init_from:  # alexnet.train.run.fine_tune_config: the source decides these
-        input_note = f"the net, its input and the stored size follow --init-from {config.init_from}"
+        input_note = (
+            f"the net, its input and the stored size (at most the images' own) follow "
+            f"--init-from {config.init_from}"
+        )
         info["init_overrides"] = asked_net(overrides)
     info["input"] = input_note
     return make_config(config_to_dict(config), {"recipe": info, "quiet": config.quiet})

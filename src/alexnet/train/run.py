@@ -108,8 +108,10 @@ def eval_stats(pre: Any) -> Any:
 
 def fine_tune_config(config: TrainConfig, init: InitSource) -> TrainConfig:
     """The run's config with the source's model and options, and (unless `init_preset` is off)
-    its preset's stored size and normalisation. Options the user asked for by name
-    (recipes.asked_net) win over the source's; a different model is an error."""
+    its preset's normalisation and stored size, or the data's where that is smaller: images are
+    never enlarged on prepare (CIFAR-10 at 256 would take 12 GB) but per batch, fed whole.
+    Options the user asked for by name (recipes.asked_net) win over the source's; a different
+    model is an error."""
     asked = config.recipe.get("init_overrides") or {}
     if asked.get("model") and asked["model"] != init.model_name:
         raise ValueError(
@@ -123,7 +125,8 @@ def fine_tune_config(config: TrainConfig, init: InitSource) -> TrainConfig:
     changes: dict[str, Any] = {"model": init.model_name}
     changes["quiet"] = config.quiet  # not in config_to_dict: how this process prints
     if config.init_preset:
-        changes.update(image_size=init.preset.image_size, normalize=init.preset.normalize)
+        size = min(int(init.preset.image_size), config.image_size)  # the recipe's: <= the data's
+        changes.update(image_size=size, normalize=init.preset.normalize)
     return make_config(values, changes)
 
 
