@@ -113,11 +113,7 @@ def is_complete(directory: Path) -> bool:
     A store of another version counts as incomplete, so `ensure_prepared` prepares it anew
     rather than reading its bytes in the wrong layout.
     """
-    try:
-        meta = json.loads((directory / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("format") == FORMAT and meta.get("version") == VERSION
+    return store_version(directory) == VERSION
 
 
 class Store(Protocol):
