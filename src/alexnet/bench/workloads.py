@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from alexnet import runtime
@@ -126,7 +127,8 @@ def train_step(
     """The Trainer's step as a function of a batch (for alexnet.bench.gpu's feeds): a Trainer
     around `model` (DDP-wrapped or not) in the layout `memory_format` names."""
     layout = "channels_last" if memory_format == torch.channels_last else "nchw"
-    probe = synthetic_batch(getattr(model, "module", model), 1)
+    core = model.module if isinstance(model, DistributedDataParallel) else model
+    probe = synthetic_batch(core, 1)
     step = trainer(model, device, precision, layout, probe)
     return lambda batch: step.train_step(*batch)
 
