@@ -192,6 +192,25 @@ def test_fit_is_one_training_call_and_a_stopped_run_continues_exactly(
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_longer_lrn_run_is_the_shorter_one_carried_on(tmp_path: Path) -> None:
+    """lrn's schedule is constant, so asking the same run for more epochs (a later invocation)
+    ends where one uninterrupted run of that length ends, bit for bit."""
+    from alexnet.experiments import lrn
+    from alexnet.experiments.common import prepared
+
+    data = str(prepared("synthetic:64:32:10", 32))
+    layer = merged({**lrn.base_layer(data, 0.01, "fp32"), "batch_size": 32, "threads": 1},
+                   lrn.ARMS["with LRN"], {"seed": 0})  # fmt: skip
+    fit(layer, tmp_path / "carried", 1)
+    carried = fit(layer, tmp_path / "carried", 2)
+    straight = fit(layer, tmp_path / "straight", 2)
+    assert len(carried["records"]) == len(straight["records"]) == 2
+    a = torch.load(tmp_path / "carried/checkpoints/last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert carried["test"]["top1_err"] == straight["test"]["top1_err"]
+
+
 def test_a_deadline_leaves_both_arms_of_a_seed_at_the_same_epoch(tmp_path: Path) -> None:
     from alexnet.experiments import lrn
     from alexnet.experiments.common import Context, prepared

@@ -58,7 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output directory (experiments)")
     parser.add_argument("--smoke", action="store_true", help="a few steps on synthetic data")
     parser.add_argument("--seeds", type=int, default=3, help="runs per arm (default 3)")
-    parser.add_argument("--epochs", type=int, help="epochs per run (fig1: the cap)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="epochs per run (fig1: the cap); the same --out with more epochs continues each "
+        "run where it stopped (lrn's constant lr makes the longer run the shorter one carried on)",
+    )
     parser.add_argument("--data", default="cifar10", help="data source spec (default cifar10)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run")
