@@ -61,7 +61,7 @@ def make_run(run_dir: Path, model: torch.nn.Module | None = None, **kw) -> Path:
     """RUN_DIR with checkpoints/last.pt, config.yaml and a metrics.jsonl of three epochs."""
     model = model if model is not None else tiny_model()
     save_atomic(checkpoint(model, **kw), run_dir / "checkpoints" / "last.pt")
-    (run_dir / "config.yaml").write_text("model: alexnet\nlr: 0.01\n")
+    (run_dir / "config.yaml").write_text("model: alexnet\nlr: 0.01\nseed: 0\n")
     lines = []
     for epoch, lr in enumerate([0.01, 0.01, 0.001]):
         lines.append(
