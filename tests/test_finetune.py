@@ -163,6 +163,12 @@ def test_asked_for_options_win_over_the_sources_and_another_model_is_refused(
     err = capsys.readouterr().err
     assert "--model alexnet" in err and "cifar_fig1" in err and len(err.strip().splitlines()) == 1
     assert not (other / "checkpoints").exists()
+    # without --model the options are checked against the source's net, not the recipe's alexnet
+    assert main(["train", "--data", str(root / "dst-data"), "--init-from", str(run),
+                 "--out", str(root / "bogus"), "--model-option", "bogus=1",
+                 "--quiet"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "bogus" in err and "'cifar_fig1'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_smaller_images_than_the_sources_are_stored_at_their_own_size(source) -> None:

@@ -66,7 +66,7 @@ def permutation_p(spec: np.ndarray, permutations: int = PERMUTATIONS, seed: int 
 def initial_conv1(model: torch.nn.Module, seed: int) -> torch.Tensor:
     """conv1's weights as a run of `model`'s name and options drew them with `seed`: training
     seeds every generator and then builds the model (train.run), so the same draws come out
-    (tests/test_towers.py checks it against a run that trained with lr 0)."""
+    (tests/test_experiments.py checks it against a run trained with a vanishing lr)."""
     seed_everything(seed)
     return first_conv_weight(create_model(model.model_name, **model.model_options))
 

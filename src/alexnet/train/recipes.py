@@ -172,7 +172,8 @@ def resolve_recipe(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig
         raise ValueError(f"normalize {config.normalize!r} is not one of mean_image, channel")
     model_options = dict(config.model_options)
     model_options.pop("num_classes", None)
-    check_model(config.model, model_options)
+    if not config.init_from:  # else the source's net takes the options (fine_tune_config)
+        check_model(config.model, model_options)
     crop = model_input(config.model, config.model_options)
     if crop > config.image_size:
         input_note = (
